@@ -1,0 +1,240 @@
+//! The messages on the wire. Documented field by field in `docs/PROTOCOL.md`; every struct
+//! carries `v`, the protocol version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::codec::Envelope;
+use crate::ids::{Attempt, Capability, RunId, TaskId, WorkerId};
+
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// One attempt of one task, published by the coordinator to `<prefix>.tasks.<capability>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub v: u16,
+    pub run: RunId,
+    pub task: TaskId,
+    pub attempt: Attempt,
+    pub capability: Capability,
+    pub input: Value,
+    /// Outputs of the tasks this one needs, by task id.
+    pub upstream: BTreeMap<TaskId, Value>,
+    /// How long the worker lets the attempt run before failing it.
+    pub timeout_ms: u64,
+}
+
+impl Envelope for Assignment {
+    const KIND: &'static str = "assignment";
+}
+
+/// What became of an attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded {
+        output: Value,
+    },
+    /// `permanent` failures are not retried.
+    Failed {
+        error: String,
+        permanent: bool,
+    },
+}
+
+/// The result of one attempt, published by a worker to `<prefix>.results.<run>.<task>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub v: u16,
+    pub run: RunId,
+    pub task: TaskId,
+    pub attempt: Attempt,
+    pub worker: WorkerId,
+    pub outcome: Outcome,
+    /// Wall time the attempt took on the worker, for operators; the scheduler ignores it.
+    pub duration_ms: u64,
+}
+
+impl Envelope for TaskResult {
+    const KIND: &'static str = "result";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Taking tasks.
+    Ready,
+    /// Finishing what it has, taking nothing new.
+    Draining,
+    /// Gone: the last heartbeat a worker sends.
+    Stopped,
+}
+
+/// A worker's announcement, sent on start and every heartbeat interval to
+/// `<prefix>.workers.<worker>` (core NATS, not stored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub v: u16,
+    pub worker: WorkerId,
+    pub capabilities: Vec<Capability>,
+    /// How many tasks the worker runs at once, over all its capabilities.
+    pub concurrency: u32,
+    pub in_flight: u32,
+    pub state: WorkerState,
+    /// How often the worker promises to send a heartbeat.
+    pub interval_ms: u64,
+}
+
+impl Envelope for Heartbeat {
+    const KIND: &'static str = "heartbeat";
+}
+
+/// One failed attempt, as the dead-letter stream keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: Attempt,
+    pub worker: WorkerId,
+    pub error: String,
+}
+
+/// A task whose attempts ran out, published by the coordinator to `<prefix>.dlq.<run>.<task>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub v: u16,
+    pub run: RunId,
+    pub task: TaskId,
+    pub last_assignment: Assignment,
+    pub errors: Vec<AttemptError>,
+}
+
+impl Envelope for DeadLetter {
+    const KIND: &'static str = "dead letter";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{CodecError, decode, encode};
+    use serde_json::json;
+
+    fn assignment() -> Assignment {
+        Assignment {
+            v: PROTOCOL_VERSION,
+            run: RunId::new("r1").expect("run"),
+            task: TaskId::new("review").expect("task"),
+            attempt: Attempt(2),
+            capability: Capability::new("security").expect("cap"),
+            input: json!({"paths": ["src"], "depth": 3, "deep": {"x": null}}),
+            upstream: BTreeMap::from([(TaskId::new("plan").expect("task"), json!("text"))]),
+            timeout_ms: 60_000,
+        }
+    }
+
+    fn result(outcome: Outcome) -> TaskResult {
+        TaskResult {
+            v: PROTOCOL_VERSION,
+            run: RunId::new("r1").expect("run"),
+            task: TaskId::new("review").expect("task"),
+            attempt: Attempt(1),
+            worker: WorkerId::new("w1").expect("worker"),
+            outcome,
+            duration_ms: 12,
+        }
+    }
+
+    #[test]
+    fn assignment_round_trips() {
+        let a = assignment();
+        let bytes = encode(&a).expect("encode");
+        assert_eq!(decode::<Assignment>(&bytes, 1 << 20).expect("decode"), a);
+    }
+
+    #[test]
+    fn results_round_trip_both_outcomes() {
+        for outcome in [
+            Outcome::Succeeded {
+                output: json!({"findings": [1, 2]}),
+            },
+            Outcome::Failed {
+                error: "boom".into(),
+                permanent: true,
+            },
+        ] {
+            let r = result(outcome);
+            let bytes = encode(&r).expect("encode");
+            assert_eq!(decode::<TaskResult>(&bytes, 1 << 20).expect("decode"), r);
+        }
+    }
+
+    #[test]
+    fn encodes_named_fields() {
+        let bytes = encode(&assignment()).expect("encode");
+        let as_json: Value = rmp_serde::from_slice(&bytes).expect("generic decode");
+        assert_eq!(as_json["task"], json!("review"));
+        assert_eq!(as_json["v"], json!(PROTOCOL_VERSION));
+        let r = encode(&result(Outcome::Failed {
+            error: "e".into(),
+            permanent: false,
+        }))
+        .expect("encode");
+        let as_json: Value = rmp_serde::from_slice(&r).expect("generic decode");
+        assert_eq!(as_json["outcome"]["status"], json!("failed"));
+    }
+
+    #[test]
+    fn rejects_oversized_messages() {
+        let bytes = encode(&assignment()).expect("encode");
+        match decode::<Assignment>(&bytes, 10) {
+            Err(CodecError::TooLarge {
+                bytes: n, limit, ..
+            }) => {
+                assert_eq!((n, limit), (bytes.len(), 10))
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        let mut a = assignment();
+        a.v = 99;
+        let bytes = encode(&a).expect("encode");
+        match decode::<Assignment>(&bytes, 1 << 20) {
+            Err(CodecError::WrongVersion { found: 99, .. }) => {}
+            other => panic!("expected WrongVersion, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_and_truncation() {
+        assert!(matches!(
+            decode::<TaskResult>(b"not msgpack at all", 1 << 20),
+            Err(CodecError::Malformed { .. })
+        ));
+        let bytes = encode(&assignment()).expect("encode");
+        for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode::<Assignment>(&bytes[..cut], 1 << 20).is_err());
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_names_inside_envelopes() {
+        let mut generic: Value =
+            rmp_serde::from_slice(&encode(&assignment()).expect("encode")).expect("generic");
+        generic["capability"] = json!("a.b");
+        let bytes = rmp_serde::to_vec_named(&generic).expect("encode");
+        let err = decode::<Assignment>(&bytes, 1 << 20).expect_err("invalid capability");
+        assert!(err.to_string().contains("capability"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode::<Assignment>(&bytes, 1 << 20);
+            let _ = decode::<TaskResult>(&bytes, 1 << 20);
+            let _ = decode::<Heartbeat>(&bytes, 1 << 20);
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Plans: a task graph in TOML or JSON, parsed and validated into a [`Plan`].
+//!
+//! Validation collects every problem it finds (not just the first), each naming the task and,
+//! where the format allows, the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{Capability, NameError, TaskId};
+
+/// Default limit on a task's `input`, encoded as JSON.
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 256 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanFormat {
+    Toml,
+    Json,
+}
+
+impl PlanFormat {
+    /// By extension (`.json`, `.toml`), else by the first non-blank character.
+    pub fn detect(path: &Path, source: &str) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("json") => Self::Json,
+            Some(ext) if ext.eq_ignore_ascii_case("toml") => Self::Toml,
+            _ if source.trim_start().starts_with('{') => Self::Json,
+            _ => Self::Toml,
+        }
+    }
+}
+
+impl fmt::Display for PlanFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Toml => "TOML",
+            Self::Json => "JSON",
+        })
+    }
+}
+
+/// Limits a plan must respect; set by the coordinator's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanLimits {
+    pub max_input_bytes: usize,
+}
+
+impl Default for PlanLimits {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+        }
+    }
+}
+
+/// How a task is retried after a retryable failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first. 1 means no retry.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub multiplier: f64,
+    pub max_backoff_ms: u64,
+    /// Fraction (0 to 1) by which a delay may be shortened, reproducibly per attempt.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_backoff_ms: 1_000,
+            multiplier: 2.0,
+            max_backoff_ms: 60_000,
+            jitter: 0.0,
+        }
+    }
+}
+
+pub const DEFAULT_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
+
+/// A validated task: defaults applied, names checked, dependencies known.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: TaskId,
+    pub capability: Capability,
+    pub input: Value,
+    pub needs: Vec<TaskId>,
+    /// Higher runs first among ready tasks.
+    pub priority: i32,
+    pub retry: RetryPolicy,
+    pub timeout_ms: u64,
+}
+
+/// A validated plan: at least one task, unique ids, known dependencies, no cycle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: String,
+    pub tasks: Vec<TaskSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error("{format} syntax error{}: {message}", at_line(*line))]
+    Syntax {
+        format: PlanFormat,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{}", list_problems(problems))]
+    Invalid { problems: Vec<PlanProblem> },
+}
+
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(" at line {l}")).unwrap_or_default()
+}
+
+fn list_problems(problems: &[PlanProblem]) -> String {
+    let mut out = format!(
+        "plan is invalid ({} problem{}):",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
+/// One thing wrong with a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanProblem {
+    pub line: Option<usize>,
+    /// The task it concerns, as written in the plan.
+    pub task: Option<String>,
+    pub kind: ProblemKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    Empty,
+    DuplicateId { first_line: Option<usize> },
+    UnknownDependency { dependency: String },
+    SelfDependency,
+    Cycle { tasks: Vec<String> },
+    InvalidName(NameError),
+    InputTooLarge { bytes: usize, limit: usize },
+    InvalidSetting { field: String, message: String },
+}
+
+impl fmt::Display for PlanProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(task) = &self.task {
+            write!(f, "task {task:?}: ")?;
+        }
+        match &self.kind {
+            ProblemKind::Empty => write!(f, "the plan has no tasks"),
+            ProblemKind::DuplicateId { first_line } => {
+                write!(
+                    f,
+                    "duplicate task id (first defined{})",
+                    at_line(*first_line)
+                )
+            }
+            ProblemKind::UnknownDependency { dependency } => {
+                write!(f, "needs {dependency:?}, which is not a task in this plan")
+            }
+            ProblemKind::SelfDependency => write!(f, "needs itself"),
+            ProblemKind::Cycle { tasks } => {
+                write!(f, "dependency cycle: {}", tasks.join(" -> "))
+            }
+            ProblemKind::InvalidName(e) => write!(f, "{e}"),
+            ProblemKind::InputTooLarge { bytes, limit } => write!(
+                f,
+                "input is {bytes} bytes as JSON, over the limit of {limit} bytes; pass large data by reference (a path or URL)"
+            ),
+            ProblemKind::InvalidSetting { field, message } => write!(f, "{field}: {message}"),
+        }
+    }
+}
+
+// ---- The file format, as written by operators. ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    name: Option<String>,
+    #[serde(default)]
+    defaults: DefaultsFile,
+    #[serde(default)]
+    tasks: Vec<TaskFile>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultsFile {
+    priority: Option<i32>,
+    timeout: Option<String>,
+    retry: Option<RetryFile>,
+}
+
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryFile {
+    max_attempts: Option<u32>,
+    initial_backoff: Option<String>,
+    multiplier: Option<f64>,
+    max_backoff: Option<String>,
+    jitter: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFile {
+    id: String,
+    capability: String,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    needs: Vec<String>,
+    priority: Option<i32>,
+    timeout: Option<String>,
+    retry: Option<RetryFile>,
+}
+
+impl Plan {
+    /// Parses and validates a plan.
+    pub fn parse(source: &str, format: PlanFormat, limits: &PlanLimits) -> Result<Plan, PlanError> {
+        let file: PlanFile = match format {
+            PlanFormat::Toml => toml::from_str(source).map_err(|e| PlanError::Syntax {
+                format,
+                line: e.span().map(|s| line_of_offset(source, s.start)),
+                message: e.message().trim().to_owned(),
+            })?,
+            PlanFormat::Json => serde_json::from_str(source).map_err(|e| PlanError::Syntax {
+                format,
+                line: Some(e.line()),
+                message: e.to_string(),
+            })?,
+        };
+        validate(file, source, format, limits)
+    }
+
+    /// Reads, parses and validates a plan file.
+    pub fn load(path: &Path, limits: &PlanLimits) -> Result<Plan, LoadError> {
+        let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Plan::parse(&source, PlanFormat::detect(path, &source), limits).map_err(|source| {
+            LoadError::Plan {
+                path: path.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    pub fn task(&self, id: &TaskId) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| &t.id == id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("cannot read plan {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Plan {
+        path: String,
+        #[source]
+        source: PlanError,
+    },
+}
+
+fn line_of_offset(source: &str, offset: usize) -> usize {
+    source
+        .get(..offset)
+        .map_or(0, |s| s.bytes().filter(|b| *b == b'\n').count())
+        + 1
+}
+
+/// The line where the `index`-th task (with this id) starts, where it can be found.
+fn task_line(source: &str, format: PlanFormat, index: usize, id: &str) -> Option<usize> {
+    match format {
+        PlanFormat::Toml => source
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_start().starts_with("[[tasks]]"))
+            .nth(index)
+            .map(|(n, _)| n + 1),
+        PlanFormat::Json => {
+            let quoted = format!("{id:?}");
+            source
+                .lines()
+                .position(|l| l.contains("\"id\"") && l.contains(&quoted))
+                .map(|n| n + 1)
+        }
+    }
+}
+
+fn parse_duration(field: &str, value: &str) -> Result<u64, ProblemKind> {
+    let invalid = |message: String| ProblemKind::InvalidSetting {
+        field: field.to_owned(),
+        message,
+    };
+    let d: Duration = humantime::parse_duration(value).map_err(|e| {
+        invalid(format!(
+            "{value:?} is not a duration like \"500ms\", \"2s\" or \"5m\" ({e})"
+        ))
+    })?;
+    u64::try_from(d.as_millis()).map_err(|_| invalid(format!("{value:?} is too long")))
+}
+
+fn merge_retry(base: &RetryPolicy, over: Option<&RetryFile>) -> Result<RetryPolicy, ProblemKind> {
+    let Some(over) = over else {
+        return Ok(base.clone());
+    };
+    let invalid = |field: &str, message: &str| ProblemKind::InvalidSetting {
+        field: format!("retry.{field}"),
+        message: message.to_owned(),
+    };
+    let policy = RetryPolicy {
+        max_attempts: over.max_attempts.unwrap_or(base.max_attempts),
+        initial_backoff_ms: match &over.initial_backoff {
+            Some(v) => parse_duration("retry.initial_backoff", v)?,
+            None => base.initial_backoff_ms,
+        },
+        multiplier: over.multiplier.unwrap_or(base.multiplier),
+        max_backoff_ms: match &over.max_backoff {
+            Some(v) => parse_duration("retry.max_backoff", v)?,
+            None => base.max_backoff_ms,
+        },
+        jitter: over.jitter.unwrap_or(base.jitter),
+    };
+    if policy.max_attempts == 0 {
+        return Err(invalid(
+            "max_attempts",
+            "must be at least 1 (1 means no retry)",
+        ));
+    }
+    if !(policy.multiplier.is_finite() && policy.multiplier >= 1.0) {
+        return Err(invalid("multiplier", "must be a number of at least 1.0"));
+    }
+    if !(0.0..=1.0).contains(&policy.jitter) {
+        return Err(invalid("jitter", "must be between 0.0 and 1.0"));
+    }
+    if policy.max_backoff_ms < policy.initial_backoff_ms {
+        return Err(invalid(
+            "max_backoff",
+            "must not be shorter than initial_backoff",
+        ));
+    }
+    Ok(policy)
+}
+
+fn validate(
+    file: PlanFile,
+    source: &str,
+    format: PlanFormat,
+    limits: &PlanLimits,
+) -> Result<Plan, PlanError> {
+    let mut problems = Vec::new();
+    let mut plan_problem = |kind| {
+        problems.push(PlanProblem {
+            line: None,
+            task: None,
+            kind,
+        })
+    };
+
+    let default_retry = merge_retry(&RetryPolicy::default(), file.defaults.retry.as_ref())
+        .unwrap_or_else(|kind| {
+            plan_problem(kind);
+            RetryPolicy::default()
+        });
+    let default_timeout = match &file.defaults.timeout {
+        Some(v) => parse_duration("defaults.timeout", v).unwrap_or_else(|kind| {
+            plan_problem(kind);
+            DEFAULT_TIMEOUT_MS
+        }),
+        None => DEFAULT_TIMEOUT_MS,
+    };
+    let default_priority = file.defaults.priority.unwrap_or(0);
+    if file.tasks.is_empty() {
+        plan_problem(ProblemKind::Empty);
+    }
+
+    let lines: Vec<Option<usize>> = file
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| task_line(source, format, i, &t.id))
+        .collect();
+
+    // First occurrence of each id, by position.
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut tasks = Vec::with_capacity(file.tasks.len());
+    for (i, t) in file.tasks.iter().enumerate() {
+        let mut problem = |kind| {
+            problems.push(PlanProblem {
+                line: lines[i],
+                task: Some(t.id.clone()),
+                kind,
+            })
+        };
+        if let Some(&first) = index.get(t.id.as_str()) {
+            problem(ProblemKind::DuplicateId {
+                first_line: lines[first],
+            });
+        } else {
+            index.insert(&t.id, i);
+        }
+        let id = TaskId::new(t.id.as_str()).map_err(|e| problem(ProblemKind::InvalidName(e)));
+        let capability = Capability::new(t.capability.as_str())
+            .map_err(|e| problem(ProblemKind::InvalidName(e)));
+        let input_bytes = serde_json::to_vec(&t.input).map_or(0, |v| v.len());
+        if input_bytes > limits.max_input_bytes {
+            problem(ProblemKind::InputTooLarge {
+                bytes: input_bytes,
+                limit: limits.max_input_bytes,
+            });
+        }
+        let retry = merge_retry(&default_retry, t.retry.as_ref()).map_err(&mut problem);
+        let timeout_ms = match &t.timeout {
+            Some(v) => parse_duration("timeout", v).map_err(&mut problem),
+            None => Ok(default_timeout),
+        };
+        if timeout_ms == Ok(0) {
+            problem(ProblemKind::InvalidSetting {
+                field: "timeout".into(),
+                message: "must be longer than 0".into(),
+            });
+        }
+        let mut needs = Vec::with_capacity(t.needs.len());
+        for dep in &t.needs {
+            if *dep == t.id {
+                problem(ProblemKind::SelfDependency);
+            } else if !file.tasks.iter().any(|other| other.id == *dep) {
+                problem(ProblemKind::UnknownDependency {
+                    dependency: dep.clone(),
+                });
+            } else if let Ok(dep) = TaskId::new(dep.as_str()) {
+                if !needs.contains(&dep) {
+                    needs.push(dep);
+                }
+            }
+        }
+        if let (Ok(id), Ok(capability), Ok(retry), Ok(timeout_ms)) =
+            (id, capability, retry, timeout_ms)
+        {
+            tasks.push(TaskSpec {
+                id,
+                capability,
+                input: t.input.clone(),
+                needs,
+                priority: t.priority.unwrap_or(default_priority),
+                retry,
+                timeout_ms,
+            });
+        }
+    }
+
+    if problems.is_empty() {
+        if let Some(cycle) = find_cycle(&tasks) {
+            let first = cycle[0].clone();
+            let at = index.get(first.as_str()).copied();
+            problems.push(PlanProblem {
+                line: at.and_then(|i| lines[i]),
+                task: Some(first),
+                kind: ProblemKind::Cycle { tasks: cycle },
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PlanError::Invalid { problems });
+    }
+    Ok(Plan {
+        name: file.name.unwrap_or_else(|| "unnamed".to_owned()),
+        tasks,
+    })
+}
+
+/// A dependency cycle, as the ids along it with the first repeated at the end, or None.
+/// Deterministic: explores tasks and their needs in plan order.
+fn find_cycle(tasks: &[TaskSpec]) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let position: BTreeMap<&TaskId, usize> =
+        tasks.iter().enumerate().map(|(i, t)| (&t.id, i)).collect();
+    let edges: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| {
+            t.needs
+                .iter()
+                .filter_map(|d| position.get(d).copied())
+                .collect()
+        })
+        .collect();
+    let mut mark = vec![Mark::New; tasks.len()];
+    for start in 0..tasks.len() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // Stack of (node, next edge to explore); the path is the stack's nodes.
+        let mut stack = vec![(start, 0usize)];
+        mark[start] = Mark::OnPath;
+        while let Some(top) = stack.last_mut() {
+            let node = top.0;
+            if let Some(&dep) = edges[node].get(top.1) {
+                top.1 += 1;
+                match mark[dep] {
+                    Mark::New => {
+                        mark[dep] = Mark::OnPath;
+                        stack.push((dep, 0));
+                    }
+                    Mark::OnPath => {
+                        let from = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+                        let mut cycle: Vec<String> = stack[from..]
+                            .iter()
+                            .map(|(n, _)| tasks[*n].id.to_string())
+                            .collect();
+                        cycle.push(tasks[dep].id.to_string());
+                        return Some(cycle);
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark[node] = Mark::Done;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;
