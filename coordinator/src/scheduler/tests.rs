@@ -1,0 +1,471 @@
+use serde_json::json;
+use workforce_shared::{Outcome, PlanFormat, PlanLimits};
+
+use super::*;
+
+fn plan(source: &str) -> Plan {
+    Plan::parse(source, PlanFormat::Toml, &PlanLimits::default()).expect("valid plan")
+}
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().expect("valid id")
+}
+
+fn run() -> RunId {
+    id("r1")
+}
+
+fn join(s: &mut Scheduler, worker: &str, caps: &[&str], concurrency: u32) -> Vec<Decision> {
+    s.apply(&Input::WorkerJoined {
+        worker: id(worker),
+        capabilities: caps.iter().map(|c| id(c)).collect(),
+        concurrency,
+    })
+}
+
+fn submit(s: &mut Scheduler, source: &str) -> Vec<Decision> {
+    s.apply(&Input::RunSubmitted {
+        run: run(),
+        plan: plan(source),
+    })
+}
+
+fn result(task: &str, attempt: u32, outcome: Outcome) -> Input {
+    Input::ResultReceived {
+        result: TaskResult {
+            v: PROTOCOL_VERSION,
+            run: run(),
+            task: id(task),
+            attempt: Attempt(attempt),
+            worker: id("w1"),
+            outcome,
+            duration_ms: 1,
+        },
+    }
+}
+
+fn ok(task: &str, attempt: u32) -> Input {
+    result(
+        task,
+        attempt,
+        Outcome::Succeeded {
+            output: json!({ "from": task }),
+        },
+    )
+}
+
+fn failed(task: &str, attempt: u32) -> Input {
+    result(
+        task,
+        attempt,
+        Outcome::Failed {
+            error: format!("{task} broke"),
+            permanent: false,
+        },
+    )
+}
+
+/// Task ids of the dispatch decisions, in order.
+fn dispatched(decisions: &[Decision]) -> Vec<String> {
+    decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Dispatch { task, .. } => Some(task.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+const DIAMOND: &str = r#"
+[[tasks]]
+id = "a"
+capability = "c"
+[[tasks]]
+id = "b"
+capability = "c"
+needs = ["a"]
+[[tasks]]
+id = "x"
+capability = "c"
+needs = ["a"]
+[[tasks]]
+id = "d"
+capability = "c"
+needs = ["b", "x"]
+"#;
+
+#[test]
+fn dispatches_in_dependency_order() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 10);
+    let d = submit(&mut s, DIAMOND);
+    assert_eq!(
+        d[0],
+        Decision::RunAccepted {
+            run: run(),
+            tasks: 4
+        }
+    );
+    assert_eq!(dispatched(&d), ["a"]);
+    assert_eq!(dispatched(&s.apply(&ok("a", 1))), ["b", "x"]);
+    assert!(
+        dispatched(&s.apply(&ok("b", 1))).is_empty(),
+        "d still waits on x"
+    );
+    let d = s.apply(&ok("x", 1));
+    assert_eq!(dispatched(&d), ["d"]);
+    let assignment = s
+        .assignment(&run(), &id("d"), Attempt(1))
+        .expect("assignment");
+    assert_eq!(assignment.upstream.len(), 2);
+    assert_eq!(
+        assignment.upstream[&id::<TaskId>("x")],
+        json!({"from": "x"})
+    );
+    let d = s.apply(&ok("d", 1));
+    assert_eq!(
+        d.last(),
+        Some(&Decision::RunFinished {
+            run: run(),
+            outcome: RunOutcome::Succeeded
+        })
+    );
+}
+
+#[test]
+fn dispatches_by_priority_then_plan_order_within_capacity() {
+    let mut s = Scheduler::default();
+    let src = r#"
+[[tasks]]
+id = "low1"
+capability = "c"
+[[tasks]]
+id = "low2"
+capability = "c"
+[[tasks]]
+id = "high"
+capability = "c"
+priority = 9
+[[tasks]]
+id = "mid"
+capability = "c"
+priority = 5
+"#;
+    let d = submit(&mut s, src);
+    assert!(dispatched(&d).is_empty(), "no worker, no dispatch");
+    let view = s.run_view(&run()).expect("view");
+    assert_eq!(view.tasks[0].status, TaskStatus::Blocked);
+    assert_eq!(
+        view.tasks[0].detail.as_deref(),
+        Some("no live worker serves capability c")
+    );
+    let d = join(&mut s, "w1", &["c"], 2);
+    assert_eq!(dispatched(&d), ["high", "mid"]);
+    assert_eq!(
+        s.run_view(&run()).expect("view").tasks[0].status,
+        TaskStatus::Queued
+    );
+    assert_eq!(dispatched(&s.apply(&ok("mid", 1))), ["low1"]);
+    assert_eq!(dispatched(&s.apply(&ok("high", 1))), ["low2"]);
+}
+
+#[test]
+fn capacity_is_per_capability_and_follows_workers() {
+    let mut s = Scheduler::default();
+    let mut src = String::new();
+    for i in 0..5 {
+        src.push_str(&format!(
+            "[[tasks]]\nid = \"a{i}\"\ncapability = \"alpha\"\n"
+        ));
+        src.push_str(&format!(
+            "[[tasks]]\nid = \"b{i}\"\ncapability = \"beta\"\n"
+        ));
+    }
+    join(&mut s, "w1", &["alpha"], 1);
+    join(&mut s, "w2", &["alpha", "beta"], 2);
+    let d = submit(&mut s, &src);
+    // alpha: 1 + 2 = 3 slots; beta: 2 slots.
+    assert_eq!(dispatched(&d), ["a0", "a1", "a2", "b0", "b1"]);
+    let d = s.apply(&Input::WorkerLeft {
+        worker: id("w2"),
+        reason: WorkerLeftReason::HeartbeatsStopped,
+    });
+    assert!(dispatched(&d).is_empty());
+    // Three alpha tasks still count against alpha's single remaining slot.
+    assert!(dispatched(&s.apply(&ok("a0", 1))).is_empty());
+    assert!(dispatched(&s.apply(&ok("a1", 1))).is_empty());
+    assert_eq!(dispatched(&s.apply(&ok("a2", 1))), ["a3"]);
+    let view = s.run_view(&run()).expect("view");
+    let b2 = view
+        .tasks
+        .iter()
+        .find(|t| t.task.as_str() == "b2")
+        .expect("b2");
+    assert_eq!(b2.status, TaskStatus::Blocked);
+}
+
+#[test]
+fn retries_back_off_as_the_policy_says() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(
+        &mut s,
+        r#"
+[[tasks]]
+id = "flaky"
+capability = "c"
+retry = { max_attempts = 4, initial_backoff = "1s", multiplier = 3.0, max_backoff = "5s" }
+"#,
+    );
+    let mut delays = Vec::new();
+    for attempt in 1..=3 {
+        let d = s.apply(&failed("flaky", attempt));
+        match d.as_slice() {
+            [
+                Decision::RetryScheduled {
+                    attempt: next,
+                    delay_ms,
+                    ..
+                },
+            ] => {
+                assert_eq!(next.0, attempt + 1);
+                delays.push(*delay_ms);
+            }
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+        assert_eq!(
+            s.run_view(&run()).expect("view").tasks[0].status,
+            TaskStatus::Queued
+        );
+        let d = s.apply(&Input::RetryDue {
+            run: run(),
+            task: id("flaky"),
+            attempt: Attempt(attempt + 1),
+        });
+        assert_eq!(
+            d,
+            vec![Decision::Dispatch {
+                run: run(),
+                task: id("flaky"),
+                attempt: Attempt(attempt + 1),
+                capability: id("c"),
+            }]
+        );
+    }
+    assert_eq!(delays, [1_000, 3_000, 5_000]);
+    let d = s.apply(&ok("flaky", 4));
+    assert!(matches!(
+        d[0],
+        Decision::TaskCompleted {
+            attempt: Attempt(4),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn dead_letters_and_cancels_dependents_but_finishes_independent_work() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 10);
+    let src = r#"
+[[tasks]]
+id = "bad"
+capability = "c"
+retry = { max_attempts = 2, initial_backoff = "10ms" }
+[[tasks]]
+id = "child"
+capability = "c"
+needs = ["bad"]
+[[tasks]]
+id = "grandchild"
+capability = "c"
+needs = ["child"]
+[[tasks]]
+id = "other"
+capability = "c"
+"#;
+    assert_eq!(dispatched(&submit(&mut s, src)), ["bad", "other"]);
+    s.apply(&failed("bad", 1));
+    s.apply(&Input::RetryDue {
+        run: run(),
+        task: id("bad"),
+        attempt: Attempt(2),
+    });
+    let d = s.apply(&failed("bad", 2));
+    assert_eq!(
+        d,
+        vec![
+            Decision::DeadLettered {
+                run: run(),
+                task: id("bad"),
+                attempts: 2,
+                error: "bad broke".into(),
+            },
+            Decision::TaskCanceled {
+                run: run(),
+                task: id("child"),
+                reason: CancelReason::UpstreamFailed { task: id("bad") },
+            },
+            Decision::TaskCanceled {
+                run: run(),
+                task: id("grandchild"),
+                reason: CancelReason::UpstreamFailed { task: id("bad") },
+            },
+        ]
+    );
+    let letter = s.dead_letter(&run(), &id("bad")).expect("dead letter");
+    assert_eq!(letter.errors.len(), 2);
+    assert_eq!(letter.last_assignment.attempt, Attempt(2));
+    let d = s.apply(&ok("other", 1));
+    assert_eq!(
+        d.last(),
+        Some(&Decision::RunFinished {
+            run: run(),
+            outcome: RunOutcome::Failed {
+                reason: "task bad dead-lettered after 2 attempt(s): bad broke".into()
+            }
+        })
+    );
+}
+
+#[test]
+fn permanent_failures_are_not_retried() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(&mut s, "[[tasks]]\nid = \"t\"\ncapability = \"c\"\n");
+    let d = s.apply(&result(
+        "t",
+        1,
+        Outcome::Failed {
+            error: "bad input".into(),
+            permanent: true,
+        },
+    ));
+    assert!(
+        matches!(&d[0], Decision::DeadLettered { attempts: 1, error, .. } if error == "permanent failure: bad input")
+    );
+}
+
+#[test]
+fn stale_duplicate_and_unknown_results_change_nothing() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(
+        &mut s,
+        "[[tasks]]\nid = \"t\"\ncapability = \"c\"\n[[tasks]]\nid = \"u\"\ncapability = \"c\"\nneeds = [\"t\"]\n",
+    );
+    let ignored = |d: Vec<Decision>| match d.as_slice() {
+        [Decision::ResultIgnored { reason, .. }] => *reason,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ignored(s.apply(&ok("t", 2))), IgnoreReason::StaleAttempt);
+    assert_eq!(ignored(s.apply(&ok("u", 1))), IgnoreReason::StaleAttempt);
+    assert_eq!(ignored(s.apply(&ok("nope", 1))), IgnoreReason::UnknownTask);
+    let mut other_run = ok("t", 1);
+    if let Input::ResultReceived { result } = &mut other_run {
+        result.run = id("r9");
+    }
+    assert_eq!(ignored(s.apply(&other_run)), IgnoreReason::UnknownRun);
+    assert_eq!(dispatched(&s.apply(&ok("t", 1))), ["u"]);
+    assert_eq!(ignored(s.apply(&ok("t", 1))), IgnoreReason::AlreadyFinished);
+}
+
+#[test]
+fn cancel_finishes_the_run_and_frees_capacity() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(&mut s, DIAMOND);
+    let d = s.apply(&Input::CancelRequested { run: run() });
+    assert_eq!(d.len(), 5, "{d:?}");
+    assert_eq!(
+        d.last(),
+        Some(&Decision::RunFinished {
+            run: run(),
+            outcome: RunOutcome::Canceled
+        })
+    );
+    assert!(matches!(
+        s.apply(&ok("a", 1)).as_slice(),
+        [Decision::ResultIgnored {
+            reason: IgnoreReason::AlreadyFinished,
+            ..
+        }]
+    ));
+    // The slot the canceled task held is free for the next run.
+    let d = s.apply(&Input::RunSubmitted {
+        run: id("r2"),
+        plan: plan(DIAMOND),
+    });
+    assert_eq!(dispatched(&d), ["a"]);
+    assert!(matches!(
+        s.apply(&Input::CancelRequested { run: run() }).as_slice(),
+        [Decision::InputRejected { .. }]
+    ));
+}
+
+#[test]
+fn a_second_submit_of_the_same_run_is_rejected() {
+    let mut s = Scheduler::default();
+    submit(&mut s, DIAMOND);
+    assert!(matches!(
+        submit(&mut s, DIAMOND).as_slice(),
+        [Decision::InputRejected { .. }]
+    ));
+}
+
+#[test]
+fn earlier_runs_go_first_at_equal_priority() {
+    let mut s = Scheduler::default();
+    let one = "[[tasks]]\nid = \"t\"\ncapability = \"c\"\n";
+    s.apply(&Input::RunSubmitted {
+        run: id("zzz"),
+        plan: plan(one),
+    });
+    s.apply(&Input::RunSubmitted {
+        run: id("aaa"),
+        plan: plan(one),
+    });
+    let d = join(&mut s, "w1", &["c"], 1);
+    assert!(matches!(&d[0], Decision::Dispatch { run, .. } if run.as_str() == "zzz"));
+}
+
+#[test]
+fn the_same_inputs_give_the_same_decisions() {
+    let inputs = vec![
+        Input::WorkerJoined {
+            worker: id("w1"),
+            capabilities: vec![id("c")],
+            concurrency: 2,
+        },
+        Input::RunSubmitted {
+            run: run(),
+            plan: plan(DIAMOND),
+        },
+        failed("a", 1),
+        Input::RetryDue {
+            run: run(),
+            task: id("a"),
+            attempt: Attempt(2),
+        },
+        ok("a", 2),
+        ok("x", 1),
+        ok("b", 1),
+        ok("d", 1),
+    ];
+    let decide = || {
+        let mut s = Scheduler::default();
+        inputs.iter().flat_map(|i| s.apply(i)).collect::<Vec<_>>()
+    };
+    let first = decide();
+    assert_eq!(first, decide());
+    assert!(matches!(
+        first.last(),
+        Some(Decision::RunFinished {
+            outcome: RunOutcome::Succeeded,
+            ..
+        })
+    ));
+}

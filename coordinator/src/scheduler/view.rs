@@ -1,0 +1,222 @@
+//! Read-only views of the scheduler's state, as `status`, `runs` and `workers` show them.
+
+use serde::{Deserialize, Serialize};
+use workforce_shared::{Capability, RunId, TaskId, WorkerId};
+
+use super::run::{Phase, RunState};
+use super::{RunOutcome, Scheduler};
+
+/// A task's status, in the names operators use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Ready to run, waiting for capacity or for a retry's backoff.
+    Queued,
+    Running,
+    /// Waiting on a dependency, or no live worker serves its capability.
+    Blocked,
+    Completed,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Blocked => "blocked",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        match self {
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Canceled => true,
+            TaskStatus::Queued | TaskStatus::Running | TaskStatus::Blocked => false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Canceled => "canceled",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub task: TaskId,
+    pub capability: Capability,
+    pub priority: i32,
+    pub status: TaskStatus,
+    /// The current attempt (the last one, once finished).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// Why it is blocked, queued, failed or canceled.
+    pub detail: Option<String>,
+    pub output: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub run: RunId,
+    pub name: String,
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub tasks: Vec<TaskView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run: RunId,
+    pub name: String,
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub tasks: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub canceled: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub worker: WorkerId,
+    pub capabilities: Vec<Capability>,
+    pub concurrency: u32,
+}
+
+fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
+    match &state.outcome {
+        None => (RunStatus::Running, None),
+        Some(RunOutcome::Succeeded) => (RunStatus::Succeeded, None),
+        Some(RunOutcome::Failed { reason }) => (RunStatus::Failed, Some(reason.clone())),
+        Some(RunOutcome::Canceled) => (RunStatus::Canceled, Some("canceled by operator".into())),
+    }
+}
+
+impl Scheduler {
+    pub fn run_view(&self, run: &RunId) -> Option<RunView> {
+        let state = self.runs.get(run)?;
+        let tasks = state
+            .plan
+            .tasks
+            .iter()
+            .zip(&state.tasks)
+            .enumerate()
+            .map(|(index, (spec, task))| {
+                let (status, detail) = match &task.phase {
+                    Phase::Waiting => {
+                        let needs: Vec<String> = state
+                            .unfinished_needs(index)
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect();
+                        (
+                            TaskStatus::Blocked,
+                            Some(format!("waiting on {}", needs.join(", "))),
+                        )
+                    }
+                    Phase::Ready if self.capacity(&spec.capability) == 0 => (
+                        TaskStatus::Blocked,
+                        Some(format!(
+                            "no live worker serves capability {}",
+                            spec.capability
+                        )),
+                    ),
+                    Phase::Ready => (TaskStatus::Queued, Some("waiting for capacity".into())),
+                    Phase::Running { .. } => (TaskStatus::Running, None),
+                    Phase::BackingOff { next } => (
+                        TaskStatus::Queued,
+                        Some(format!(
+                            "attempt {next} waits for its backoff; last error: {}",
+                            task.errors.last().map_or("", |e| e.error.as_str())
+                        )),
+                    ),
+                    Phase::Completed { .. } => (TaskStatus::Completed, None),
+                    Phase::Failed { error } => (TaskStatus::Failed, Some(error.clone())),
+                    Phase::Canceled { reason } => (TaskStatus::Canceled, Some(reason.to_string())),
+                };
+                let output = match &task.phase {
+                    Phase::Completed { output } => Some(output.clone()),
+                    Phase::Waiting
+                    | Phase::Ready
+                    | Phase::Running { .. }
+                    | Phase::BackingOff { .. }
+                    | Phase::Failed { .. }
+                    | Phase::Canceled { .. } => None,
+                };
+                TaskView {
+                    task: spec.id.clone(),
+                    capability: spec.capability.clone(),
+                    priority: spec.priority,
+                    status,
+                    attempt: task.attempt.0,
+                    max_attempts: spec.retry.max_attempts,
+                    detail,
+                    output,
+                }
+            })
+            .collect();
+        let (status, reason) = run_status(state);
+        Some(RunView {
+            run: state.id.clone(),
+            name: state.plan.name.clone(),
+            status,
+            reason,
+            tasks,
+        })
+    }
+
+    /// Every run, in submission order.
+    pub fn runs(&self) -> Vec<RunSummary> {
+        self.run_ids
+            .values()
+            .filter_map(|id| self.runs.get(id))
+            .map(|state| {
+                let count = |f: fn(&Phase) -> bool| {
+                    u32::try_from(state.tasks.iter().filter(|t| f(&t.phase)).count())
+                        .unwrap_or(u32::MAX)
+                };
+                let (status, reason) = run_status(state);
+                RunSummary {
+                    run: state.id.clone(),
+                    name: state.plan.name.clone(),
+                    status,
+                    reason,
+                    tasks: u32::try_from(state.tasks.len()).unwrap_or(u32::MAX),
+                    completed: count(|p| matches!(p, Phase::Completed { .. })),
+                    failed: count(|p| matches!(p, Phase::Failed { .. })),
+                    canceled: count(|p| matches!(p, Phase::Canceled { .. })),
+                }
+            })
+            .collect()
+    }
+
+    pub fn workers(&self) -> Vec<WorkerView> {
+        self.workers
+            .iter()
+            .map(|(id, w)| WorkerView {
+                worker: id.clone(),
+                capabilities: w.capabilities.clone(),
+                concurrency: w.concurrency,
+            })
+            .collect()
+    }
+}
