@@ -9,6 +9,7 @@
 //!   `Attempt`, `EventSeq`).
 //! - [`plan`]: parsing and validating a plan file (TOML or JSON) into a [`Plan`].
 //! - [`envelope`]: the messages on the wire (assignment, result, heartbeat, dead letter).
+//! - [`duration`]: serde for human-written durations ("30s") in config files.
 //! - [`codec`]: MessagePack with named fields, a version check and a size limit.
 //! - [`subjects`]: the one place that builds subject, stream, consumer and message-id strings.
 //! - [`jetstream`]: declares the streams and consumers (the only module that talks to NATS).
@@ -16,6 +17,7 @@
 
 pub mod backoff;
 pub mod codec;
+pub mod duration;
 pub mod envelope;
 pub mod ids;
 pub mod jetstream;

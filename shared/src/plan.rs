@@ -476,7 +476,11 @@ fn validate(
         }
     }
 
-    if problems.is_empty() {
+    // Cycles among the tasks that are valid; duplicate ids would make edges ambiguous.
+    let duplicates = problems
+        .iter()
+        .any(|p| matches!(p.kind, ProblemKind::DuplicateId { .. }));
+    if !duplicates {
         if let Some(cycle) = find_cycle(&tasks) {
             let first = cycle[0].clone();
             let at = index.get(first.as_str()).copied();

@@ -170,6 +170,11 @@ impl Subjects {
         format!("{}.workers.{worker}", self.prefix)
     }
 
+    /// Every API verb's subject, for the coordinator's subscription.
+    pub fn all_api(&self) -> String {
+        format!("{}.api.*", self.prefix)
+    }
+
     pub fn api(&self, verb: ApiVerb) -> String {
         format!("{}.api.{}", self.prefix, verb.as_str())
     }

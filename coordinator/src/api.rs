@@ -1,0 +1,238 @@
+//! The operator API: request/reply over core NATS on `<prefix>.api.<verb>`, MessagePack
+//! bodies. The coordinator serves it; the `workforce` CLI is its client ([`ApiClient`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workforce_shared::subjects::ApiVerb;
+use workforce_shared::{
+    CodecError, Envelope, PROTOCOL_VERSION, PlanFormat, RunId, Subjects, decode, encode,
+};
+
+use crate::scheduler::{RunSummary, RunView, WorkerView};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Submit a plan. The coordinator parses and validates the source itself.
+    Submit {
+        source: String,
+        format: PlanFormat,
+    },
+    Status {
+        run: RunId,
+    },
+    Runs,
+    Workers,
+    Cancel {
+        run: RunId,
+    },
+}
+
+impl Request {
+    pub fn verb(&self) -> ApiVerb {
+        match self {
+            Request::Submit { .. } => ApiVerb::Submit,
+            Request::Status { .. } => ApiVerb::Status,
+            Request::Runs => ApiVerb::Runs,
+            Request::Workers => ApiVerb::Workers,
+            Request::Cancel { .. } => ApiVerb::Cancel,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Submitted { run: RunId },
+    Status { view: RunView },
+    Runs { runs: Vec<RunSummary> },
+    Workers { workers: Vec<WorkerView> },
+    CancelRequested { run: RunId },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorKind {
+    InvalidPlan,
+    NotFound,
+    BadRequest,
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ApiErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ApiErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiRequest {
+    pub v: u16,
+    pub request: Request,
+}
+
+impl Envelope for ApiRequest {
+    const KIND: &'static str = "API request";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiResponse {
+    pub v: u16,
+    pub result: Result<Reply, ApiError>,
+}
+
+impl Envelope for ApiResponse {
+    const KIND: &'static str = "API response";
+}
+
+impl ApiResponse {
+    pub fn new(result: Result<Reply, ApiError>) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            result,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error(
+        "no coordinator answered on {subject} within {timeout:?}; is workforce-coordinator running with the same --prefix?"
+    )]
+    NoCoordinator { subject: String, timeout: Duration },
+    #[error("request on {subject} failed: {message}")]
+    Request { subject: String, message: String },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("{0}")]
+    Api(ApiError),
+    #[error("the coordinator sent a {got} reply to a {verb} request")]
+    UnexpectedReply { verb: &'static str, got: String },
+}
+
+/// A cheap handle that sends API requests to the coordinator.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    client: async_nats::Client,
+    subjects: Subjects,
+    timeout: Duration,
+}
+
+/// Responses can hold a whole run's outputs.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+impl ApiClient {
+    pub async fn connect(
+        url: &str,
+        subjects: Subjects,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("workforce-cli")
+            .request_timeout(Some(timeout))
+            .connection_timeout(timeout)
+            .connect(url)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self::new(client, subjects, timeout))
+    }
+
+    pub fn new(client: async_nats::Client, subjects: Subjects, timeout: Duration) -> Self {
+        Self {
+            client,
+            subjects,
+            timeout,
+        }
+    }
+
+    pub async fn call(&self, request: Request) -> Result<Reply, ClientError> {
+        let subject = self.subjects.api(request.verb());
+        let body = encode(&ApiRequest {
+            v: PROTOCOL_VERSION,
+            request,
+        })?;
+        let message = self
+            .client
+            .request(subject.clone(), body.into())
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders
+                | async_nats::RequestErrorKind::TimedOut => ClientError::NoCoordinator {
+                    subject: subject.clone(),
+                    timeout: self.timeout,
+                },
+                _ => ClientError::Request {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                },
+            })?;
+        let response: ApiResponse = decode(&message.payload, MAX_RESPONSE_BYTES)?;
+        response.result.map_err(ClientError::Api)
+    }
+
+    pub async fn submit(&self, source: String, format: PlanFormat) -> Result<RunId, ClientError> {
+        match self.call(Request::Submit { source, format }).await? {
+            Reply::Submitted { run } => Ok(run),
+            other => Err(unexpected("submit", &other)),
+        }
+    }
+
+    pub async fn status(&self, run: &RunId) -> Result<RunView, ClientError> {
+        match self.call(Request::Status { run: run.clone() }).await? {
+            Reply::Status { view } => Ok(view),
+            other => Err(unexpected("status", &other)),
+        }
+    }
+
+    pub async fn runs(&self) -> Result<Vec<RunSummary>, ClientError> {
+        match self.call(Request::Runs).await? {
+            Reply::Runs { runs } => Ok(runs),
+            other => Err(unexpected("runs", &other)),
+        }
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerView>, ClientError> {
+        match self.call(Request::Workers).await? {
+            Reply::Workers { workers } => Ok(workers),
+            other => Err(unexpected("workers", &other)),
+        }
+    }
+
+    pub async fn cancel(&self, run: &RunId) -> Result<(), ClientError> {
+        match self.call(Request::Cancel { run: run.clone() }).await? {
+            Reply::CancelRequested { .. } => Ok(()),
+            other => Err(unexpected("cancel", &other)),
+        }
+    }
+}
+
+fn unexpected(verb: &'static str, reply: &Reply) -> ClientError {
+    let got = match reply {
+        Reply::Submitted { .. } => "submitted",
+        Reply::Status { .. } => "status",
+        Reply::Runs { .. } => "runs",
+        Reply::Workers { .. } => "workers",
+        Reply::CancelRequested { .. } => "cancel",
+    };
+    ClientError::UnexpectedReply {
+        verb,
+        got: got.to_owned(),
+    }
+}

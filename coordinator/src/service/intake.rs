@@ -1,0 +1,159 @@
+//! The pumps that feed the coordinator's single owner loop: results from JetStream, worker
+//! heartbeats and API requests from core NATS. Each decodes and checks what it receives; what
+//! fails is logged once and terminated (results) or answered with an error (requests), never
+//! passed on and never redelivered forever.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use workforce_shared::{Heartbeat, Subjects, TaskResult, decode, encode};
+
+use crate::api::{ApiError, ApiErrorKind, ApiRequest, ApiResponse, Request};
+
+/// One thing for the owner loop to act on.
+#[derive(Debug)]
+pub(super) enum Intake {
+    /// A decoded result; the message is acked only after the batch holding it is committed.
+    Result {
+        result: TaskResult,
+        message: jetstream::Message,
+    },
+    Heartbeat(Heartbeat),
+    Api {
+        request: Request,
+        reply: Option<async_nats::Subject>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum IntakeError {
+    #[error("cannot subscribe to {subject}: {message}")]
+    Subscribe { subject: String, message: String },
+}
+
+/// Pulls results. Reopens the message stream if it ends (the broker restarted, say).
+pub(super) async fn results(
+    consumer: PullConsumer,
+    subjects: Subjects,
+    tx: mpsc::Sender<Intake>,
+    max_bytes: usize,
+) -> Result<(), IntakeError> {
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "cannot pull results; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(next) = messages.next().await {
+            let message = match next {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(error = %e, "results pull interrupted");
+                    continue;
+                }
+            };
+            let problem = match decode::<TaskResult>(&message.payload, max_bytes) {
+                Ok(result)
+                    if message.subject.as_str() == subjects.result(&result.run, &result.task) =>
+                {
+                    if tx.send(Intake::Result { result, message }).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Ok(result) => format!(
+                    "result for run {} task {} arrived on the wrong subject",
+                    result.run, result.task
+                ),
+                Err(e) => e.to_string(),
+            };
+            warn!(subject = %message.subject, problem = %problem, "rejecting message on the results stream");
+            if let Err(e) = message.ack_with(AckKind::Term).await {
+                warn!(error = %e, "could not terminate a rejected result");
+            }
+        }
+    }
+}
+
+pub(super) async fn heartbeats(
+    client: async_nats::Client,
+    subjects: Subjects,
+    tx: mpsc::Sender<Intake>,
+    max_bytes: usize,
+) -> Result<(), IntakeError> {
+    let subject = subjects.all_heartbeats();
+    let mut sub = client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| IntakeError::Subscribe {
+            subject,
+            message: e.to_string(),
+        })?;
+    while let Some(message) = sub.next().await {
+        match decode::<Heartbeat>(&message.payload, max_bytes) {
+            Ok(hb) if message.subject.as_str() == subjects.heartbeat(&hb.worker) => {
+                if tx.send(Intake::Heartbeat(hb)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(hb) => {
+                warn!(subject = %message.subject, worker = %hb.worker, "ignoring a heartbeat on another worker's subject")
+            }
+            Err(e) => {
+                warn!(subject = %message.subject, problem = %e, "ignoring a malformed heartbeat")
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn api(
+    client: async_nats::Client,
+    subjects: Subjects,
+    tx: mpsc::Sender<Intake>,
+    max_bytes: usize,
+) -> Result<(), IntakeError> {
+    let subject = subjects.all_api();
+    let mut sub = client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| IntakeError::Subscribe {
+            subject,
+            message: e.to_string(),
+        })?;
+    while let Some(message) = sub.next().await {
+        match decode::<ApiRequest>(&message.payload, max_bytes) {
+            Ok(ApiRequest { request, .. })
+                if message.subject.as_str() == subjects.api(request.verb()) =>
+            {
+                let reply = message.reply.clone();
+                if tx.send(Intake::Api { request, reply }).await.is_err() {
+                    return Ok(());
+                }
+            }
+            decoded => {
+                let problem = match decoded {
+                    Ok(_) => "request sent on another verb's subject".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                warn!(subject = %message.subject, problem = %problem, "rejecting an API request");
+                if let Some(reply) = message.reply {
+                    let response =
+                        ApiResponse::new(Err(ApiError::new(ApiErrorKind::BadRequest, problem)));
+                    if let Ok(bytes) = encode(&response) {
+                        if let Err(e) = client.publish(reply, bytes.into()).await {
+                            warn!(error = %e, "could not answer a rejected API request");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,619 @@
+//! The coordinator service: the thin I/O layer around the [`Scheduler`].
+//!
+//! One owner loop holds the scheduler and the event log. Pumps ([`intake`]) feed it results,
+//! heartbeats and API requests through a channel. For each batch the loop applies every input,
+//! commits inputs and decisions in one write transaction, and only then acts: publishes
+//! assignments and dead letters, arms retry timers, acks the results that caused them, and
+//! answers requests.
+
+mod effects;
+mod intake;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, error, info, info_span, warn};
+use workforce_shared::jetstream::{TransportError, ensure_streams, results_consumer};
+use workforce_shared::{
+    Attempt, Outcome, PROTOCOL_VERSION, Plan, PlanLimits, RunId, Subjects, TaskId, TaskResult,
+    WorkerId, WorkerState, encode,
+};
+
+use crate::api::{ApiError, ApiErrorKind, ApiResponse, Reply, Request};
+use crate::config::CoordinatorConfig;
+use crate::log::{Entry, Event, EventLog, LogError};
+use crate::replay::{ReplayError, replay};
+use crate::scheduler::{Decision, Input, Scheduler, WorkerLeftReason};
+use effects::Effect;
+use intake::Intake;
+
+/// The worker id the coordinator uses for failures it records itself.
+const COORDINATOR_WORKER: &str = "coordinator";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(
+        "the event log does not replay with this build's scheduler, so its state cannot be rebuilt: {0}"
+    )]
+    Recovery(#[source] ReplayError),
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("an intake task failed: {0}")]
+    Intake(String),
+}
+
+/// Retry timers, by due time (Unix ms) then insertion order.
+#[derive(Debug, Default)]
+struct Timers {
+    due: BTreeMap<(u64, u64), (RunId, TaskId, Attempt)>,
+    order: u64,
+}
+
+impl Timers {
+    fn insert(&mut self, due_ms: u64, key: (RunId, TaskId, Attempt)) {
+        self.order += 1;
+        self.due.insert((due_ms, self.order), key);
+    }
+
+    fn next_due(&self) -> Option<u64> {
+        self.due.keys().next().map(|(due, _)| *due)
+    }
+
+    fn take_due(&mut self, now_ms: u64) -> Vec<(RunId, TaskId, Attempt)> {
+        let later = self.due.split_off(&(now_ms + 1, 0));
+        std::mem::replace(&mut self.due, later)
+            .into_values()
+            .collect()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a batch owes once it is committed.
+#[derive(Debug, Default)]
+struct Pending {
+    events: Vec<Event>,
+    effects: Vec<Effect>,
+    acks: Vec<jetstream::Message>,
+    replies: Vec<(async_nats::Subject, ApiResponse)>,
+    /// Queries, answered from the state after the batch is applied.
+    queries: Vec<(async_nats::Subject, Request)>,
+    timers: Vec<(u64, (RunId, TaskId, Attempt))>,
+}
+
+#[derive(Debug)]
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    subjects: Subjects,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    results: PullConsumer,
+    log: EventLog,
+    scheduler: Scheduler,
+    timers: Timers,
+    /// When each live worker is next due to be heard from.
+    liveness: BTreeMap<WorkerId, Instant>,
+    /// Publishes that failed for now, retried on every tick.
+    owed: Vec<Effect>,
+    /// Inputs the coordinator generated itself, applied in the next batch.
+    deferred: Vec<Input>,
+}
+
+impl Coordinator {
+    /// Opens the event log (failing fast if another process holds it), rebuilds the state by
+    /// replaying it, connects to NATS and declares the streams.
+    pub async fn open(config: CoordinatorConfig) -> Result<Self, CoordinatorError> {
+        config.validate()?;
+        let log = tokio::task::block_in_place(|| EventLog::open(&config.data))?;
+        let events = tokio::task::block_in_place(|| log.read_all())?;
+        let effects_done = log.effects_done()?;
+        let report = replay(&events, None).map_err(CoordinatorError::Recovery)?;
+        let scheduler = report.scheduler;
+        info!(
+            data = %config.data.display(),
+            events = events.len(),
+            runs = scheduler.runs().len(),
+            "event log replayed"
+        );
+
+        // Timers of tasks still backing off, and dead letters that may not have been published.
+        let backing_off: BTreeSet<(RunId, TaskId, Attempt)> =
+            scheduler.backing_off().into_iter().collect();
+        let mut timers = Timers::default();
+        let mut owed = Vec::new();
+        for (seq, event) in &events {
+            match &event.entry {
+                Entry::Decision(Decision::RetryScheduled {
+                    run,
+                    task,
+                    attempt,
+                    delay_ms,
+                }) => {
+                    let key = (run.clone(), task.clone(), *attempt);
+                    if backing_off.contains(&key) {
+                        timers.insert(event.at_ms.saturating_add(*delay_ms), key);
+                    }
+                }
+                Entry::Decision(Decision::DeadLettered { run, task, .. })
+                    if *seq > effects_done =>
+                {
+                    if let Some(letter) = scheduler.dead_letter(run, task) {
+                        owed.push(Effect::DeadLetter(letter));
+                    }
+                }
+                Entry::Input(_) | Entry::Decision(_) => {}
+            }
+        }
+        // Assignments that may not have reached the broker; it drops the ones that did.
+        owed.extend(
+            scheduler
+                .running()
+                .into_iter()
+                .filter_map(|(run, task, attempt)| scheduler.assignment(&run, &task, attempt))
+                .map(Effect::Assign),
+        );
+
+        let client = async_nats::ConnectOptions::new()
+            .name("workforce-coordinator")
+            .retry_on_initial_connect()
+            .connect(&config.nats_url)
+            .await
+            .map_err(|e| CoordinatorError::Connect {
+                url: config.nats_url.clone(),
+                message: e.to_string(),
+            })?;
+        let js = jetstream::new(client.clone());
+        let subjects = Subjects::new(config.prefix.clone());
+        ensure_streams(&js, &subjects, &config.stream_settings()).await?;
+        let results = results_consumer(&js, &subjects, config.results_ack_wait).await?;
+        let deadline = Instant::now() + config.worker_timeout;
+        let liveness = scheduler
+            .known_workers()
+            .map(|w| (w.clone(), deadline))
+            .collect();
+        Ok(Self {
+            config,
+            subjects,
+            client,
+            js,
+            results,
+            log,
+            scheduler,
+            timers,
+            liveness,
+            owed,
+            deferred: Vec::new(),
+        })
+    }
+
+    /// Serves until `shutdown` resolves: stops intake, lets the current batch finish, flushes.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), CoordinatorError> {
+        let span = info_span!("coordinator", prefix = %self.subjects.prefix());
+        let _enter = span.enter();
+        let (tx, mut rx) = mpsc::channel(4096);
+        let mut pumps = JoinSet::new();
+        let limit = self.config.max_message_bytes;
+        pumps.spawn(intake::results(
+            self.results.clone(),
+            self.subjects.clone(),
+            tx.clone(),
+            limit,
+        ));
+        pumps.spawn(intake::heartbeats(
+            self.client.clone(),
+            self.subjects.clone(),
+            tx.clone(),
+            limit,
+        ));
+        pumps.spawn(intake::api(
+            self.client.clone(),
+            self.subjects.clone(),
+            tx,
+            limit,
+        ));
+        info!(nats = %self.config.nats_url, "coordinator running");
+        self.settle_owed().await?;
+
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        let result = loop {
+            let timer = self
+                .timers
+                .next_due()
+                .map(|due| Instant::now() + Duration::from_millis(due.saturating_sub(now_ms())));
+            tokio::select! {
+                () = &mut shutdown => break Ok(()),
+                Some(ended) = pumps.join_next() => {
+                    let why = match ended {
+                        Ok(Ok(())) => "an intake stream ended".to_owned(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => format!("an intake task panicked or was aborted: {e}"),
+                    };
+                    break Err(CoordinatorError::Intake(why));
+                }
+                item = rx.recv() => {
+                    let Some(first) = item else { break Ok(()) };
+                    let mut batch = vec![first];
+                    while batch.len() < self.config.max_batch {
+                        match rx.try_recv() {
+                            Ok(item) => batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = self.process(batch, Vec::new()).await {
+                        break Err(e);
+                    }
+                }
+                () = sleep_until_opt(timer) => {
+                    let inputs = self
+                        .timers
+                        .take_due(now_ms())
+                        .into_iter()
+                        .map(|(run, task, attempt)| Input::RetryDue { run, task, attempt })
+                        .collect();
+                    if let Err(e) = self.process(Vec::new(), inputs).await {
+                        break Err(e);
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let mut inputs = std::mem::take(&mut self.deferred);
+                    let expired: Vec<WorkerId> = self
+                        .liveness
+                        .iter()
+                        .filter(|(_, due)| **due <= now)
+                        .map(|(w, _)| w.clone())
+                        .collect();
+                    for worker in expired {
+                        warn!(worker = %worker, "no heartbeat from worker; counting it as gone");
+                        self.liveness.remove(&worker);
+                        inputs.push(Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped });
+                    }
+                    if !inputs.is_empty() {
+                        if let Err(e) = self.process(Vec::new(), inputs).await {
+                            break Err(e);
+                        }
+                    }
+                    if let Err(e) = self.settle_owed().await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        pumps.abort_all();
+        while pumps.join_next().await.is_some() {}
+        if let Err(e) = self.client.flush().await {
+            warn!(error = %e, "could not flush the NATS connection");
+        }
+        match &result {
+            Ok(()) => info!("coordinator stopped"),
+            Err(e) => error!(error = %e, "coordinator stopped on an error"),
+        }
+        result
+    }
+
+    /// Applies a batch, commits it, then carries out what it decided.
+    async fn process(
+        &mut self,
+        items: Vec<Intake>,
+        inputs: Vec<Input>,
+    ) -> Result<(), CoordinatorError> {
+        let at_ms = now_ms();
+        let mut pending = Pending::default();
+        for input in inputs {
+            self.apply(input, at_ms, &mut pending);
+        }
+        for item in items {
+            match item {
+                Intake::Result { result, message } => {
+                    pending.acks.push(message);
+                    self.apply(Input::ResultReceived { result }, at_ms, &mut pending);
+                }
+                Intake::Heartbeat(hb) => {
+                    if let Some(input) = self.heartbeat(hb) {
+                        self.apply(input, at_ms, &mut pending);
+                    }
+                }
+                Intake::Api { request, reply } => self.request(request, reply, at_ms, &mut pending),
+            }
+        }
+        if !pending.events.is_empty() {
+            let events = std::mem::take(&mut pending.events);
+            let log = &mut self.log;
+            let first = tokio::task::block_in_place(|| log.append(&events))?;
+            debug!(first = %first, count = events.len(), "batch committed");
+        }
+        // Committed: now act.
+        for (due, key) in pending.timers {
+            self.timers.insert(due, key);
+        }
+        self.owed.append(&mut pending.effects);
+        self.settle_owed().await?;
+        for message in pending.acks {
+            if let Err(e) = message.ack().await {
+                warn!(error = %e, "could not ack a result; the broker will redeliver it and it will be ignored as a duplicate");
+            }
+        }
+        for (reply, request) in pending.queries {
+            let response = ApiResponse::new(self.query(request));
+            pending.replies.push((reply, response));
+        }
+        for (reply, response) in pending.replies {
+            match encode(&response) {
+                Ok(bytes) => {
+                    if let Err(e) = self.client.publish(reply, bytes.into()).await {
+                        warn!(error = %e, "could not answer an API request");
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not encode an API response"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one input and records it, its decisions and what they owe.
+    fn apply(&mut self, input: Input, at_ms: u64, pending: &mut Pending) {
+        let decisions = self.scheduler.apply(&input);
+        pending.events.push(Event {
+            at_ms,
+            entry: Entry::Input(input),
+        });
+        for decision in decisions {
+            match &decision {
+                Decision::Dispatch {
+                    run, task, attempt, ..
+                } => {
+                    debug!(run_id = %run, task_id = %task, attempt = %attempt, "dispatch");
+                    if let Some(a) = self.scheduler.assignment(run, task, *attempt) {
+                        pending.effects.push(Effect::Assign(a));
+                    }
+                }
+                Decision::RetryScheduled {
+                    run,
+                    task,
+                    attempt,
+                    delay_ms,
+                } => {
+                    info!(run_id = %run, task_id = %task, attempt = %attempt, delay_ms, "retry scheduled");
+                    pending.timers.push((
+                        at_ms.saturating_add(*delay_ms),
+                        (run.clone(), task.clone(), *attempt),
+                    ));
+                }
+                Decision::DeadLettered {
+                    run, task, error, ..
+                } => {
+                    warn!(run_id = %run, task_id = %task, error = %error, "task dead-lettered");
+                    if let Some(letter) = self.scheduler.dead_letter(run, task) {
+                        pending.effects.push(Effect::DeadLetter(letter));
+                    }
+                }
+                Decision::RunAccepted { run, tasks } => info!(run_id = %run, tasks, "run accepted"),
+                Decision::RunFinished { run, outcome } => {
+                    info!(run_id = %run, outcome = ?outcome, "run finished")
+                }
+                Decision::ResultIgnored {
+                    run,
+                    task,
+                    attempt,
+                    reason,
+                } => {
+                    info!(run_id = %run, task_id = %task, attempt = %attempt, reason = ?reason, "result ignored")
+                }
+                Decision::InputRejected { reason } => warn!(reason = %reason, "input rejected"),
+                Decision::TaskCompleted { .. } | Decision::TaskCanceled { .. } => {}
+            }
+            pending.events.push(Event {
+                at_ms,
+                entry: Entry::Decision(decision),
+            });
+        }
+    }
+
+    /// Turns a heartbeat into an input when it changes what the scheduler knows.
+    fn heartbeat(&mut self, hb: workforce_shared::Heartbeat) -> Option<Input> {
+        let known = self.scheduler.known_workers().any(|w| *w == hb.worker);
+        match hb.state {
+            WorkerState::Ready => {
+                let grace = Duration::from_millis(hb.interval_ms.saturating_mul(3))
+                    .max(self.config.worker_timeout);
+                self.liveness
+                    .insert(hb.worker.clone(), Instant::now() + grace);
+                if self
+                    .scheduler
+                    .worker_matches(&hb.worker, &hb.capabilities, hb.concurrency)
+                {
+                    return None;
+                }
+                info!(worker = %hb.worker, concurrency = hb.concurrency, capabilities = ?hb.capabilities, "worker joined");
+                Some(Input::WorkerJoined {
+                    worker: hb.worker,
+                    capabilities: hb.capabilities,
+                    concurrency: hb.concurrency,
+                })
+            }
+            WorkerState::Draining | WorkerState::Stopped => {
+                self.liveness.remove(&hb.worker);
+                if !known {
+                    return None;
+                }
+                info!(worker = %hb.worker, state = ?hb.state, "worker left");
+                let reason = match hb.state {
+                    WorkerState::Draining => WorkerLeftReason::Draining,
+                    WorkerState::Stopped | WorkerState::Ready => WorkerLeftReason::Stopped,
+                };
+                Some(Input::WorkerLeft {
+                    worker: hb.worker,
+                    reason,
+                })
+            }
+        }
+    }
+
+    fn request(
+        &mut self,
+        request: Request,
+        reply: Option<async_nats::Subject>,
+        at_ms: u64,
+        pending: &mut Pending,
+    ) {
+        let answer = |pending: &mut Pending, result: Result<Reply, ApiError>| {
+            if let Some(reply) = reply.clone() {
+                pending.replies.push((reply, ApiResponse::new(result)));
+            }
+        };
+        match request {
+            Request::Submit { source, format } => {
+                let limits = PlanLimits {
+                    max_input_bytes: self.config.max_input_bytes,
+                };
+                match Plan::parse(&source, format, &limits) {
+                    Err(e) => answer(
+                        pending,
+                        Err(ApiError::new(ApiErrorKind::InvalidPlan, e.to_string())),
+                    ),
+                    Ok(plan) => match self.new_run_id(at_ms) {
+                        Ok(run) => {
+                            self.apply(
+                                Input::RunSubmitted {
+                                    run: run.clone(),
+                                    plan,
+                                },
+                                at_ms,
+                                pending,
+                            );
+                            answer(pending, Ok(Reply::Submitted { run }));
+                        }
+                        Err(e) => answer(pending, Err(e)),
+                    },
+                }
+            }
+            Request::Cancel { run } => {
+                if self.scheduler.has_run(&run) {
+                    self.apply(Input::CancelRequested { run: run.clone() }, at_ms, pending);
+                    answer(pending, Ok(Reply::CancelRequested { run }));
+                } else {
+                    answer(pending, Err(not_found(&run)));
+                }
+            }
+            query @ (Request::Status { .. } | Request::Runs | Request::Workers) => {
+                if let Some(reply) = reply {
+                    pending.queries.push((reply, query));
+                }
+            }
+        }
+    }
+
+    fn query(&self, request: Request) -> Result<Reply, ApiError> {
+        match request {
+            Request::Status { run } => self
+                .scheduler
+                .run_view(&run)
+                .map(|view| Reply::Status { view })
+                .ok_or_else(|| not_found(&run)),
+            Request::Runs => Ok(Reply::Runs {
+                runs: self.scheduler.runs(),
+            }),
+            Request::Workers => Ok(Reply::Workers {
+                workers: self.scheduler.workers(),
+            }),
+            Request::Submit { .. } | Request::Cancel { .. } => Err(ApiError::new(
+                ApiErrorKind::Internal,
+                "a command was queued as a query",
+            )),
+        }
+    }
+
+    fn new_run_id(&self, at_ms: u64) -> Result<RunId, ApiError> {
+        let mut n = at_ms;
+        loop {
+            let run = RunId::new(format!("run-{}", base36(n)))
+                .map_err(|e| ApiError::new(ApiErrorKind::Internal, e.to_string()))?;
+            if !self.scheduler.has_run(&run) {
+                return Ok(run);
+            }
+            n += 1;
+        }
+    }
+
+    /// Publishes what is owed. What cannot be published fails its task (an input of its own,
+    /// recorded like any other); what fails for now stays owed.
+    async fn settle_owed(&mut self) -> Result<(), CoordinatorError> {
+        if self.owed.is_empty() {
+            return Ok(());
+        }
+        let owed = std::mem::take(&mut self.owed);
+        let max_payload = self.client.server_info().max_payload;
+        let outcome = effects::publish(&self.js, &self.subjects, max_payload, owed).await;
+        self.owed = outcome.retry;
+        for bad in outcome.unpublishable {
+            error!(reason = %bad.reason, "cannot publish");
+            if let Effect::Assign(a) = bad.effect {
+                if let Ok(worker) = WorkerId::new(COORDINATOR_WORKER) {
+                    self.deferred.push(Input::ResultReceived {
+                        result: TaskResult {
+                            v: PROTOCOL_VERSION,
+                            run: a.run,
+                            task: a.task,
+                            attempt: a.attempt,
+                            worker,
+                            outcome: Outcome::Failed {
+                                error: bad.reason,
+                                permanent: true,
+                            },
+                            duration_ms: 0,
+                        },
+                    });
+                }
+            }
+        }
+        if self.owed.is_empty() {
+            let log = &mut self.log;
+            let last = workforce_shared::EventSeq(log.len());
+            tokio::task::block_in_place(|| log.mark_effects_done(last))?;
+        }
+        Ok(())
+    }
+}
+
+fn not_found(run: &RunId) -> ApiError {
+    ApiError::new(ApiErrorKind::NotFound, format!("no run {run}"))
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
