@@ -99,12 +99,15 @@ struct SimWorker {
     busy: u32,
 }
 
+/// Receives simulated events in batches: an event log's append, say.
+pub type EventSink<'a> = &'a mut dyn FnMut(&[Event]) -> Result<(), LogError>;
+
 /// Where simulated events go: a digest always, and an event log if given one.
 struct Recorder<'a> {
     hasher: Sha256,
     count: u64,
     buffer: Vec<Event>,
-    sink: Option<&'a mut dyn FnMut(&[Event]) -> Result<(), LogError>>,
+    sink: Option<EventSink<'a>>,
 }
 
 impl Recorder<'_> {
@@ -121,11 +124,11 @@ impl Recorder<'_> {
     }
 
     fn flush(&mut self) -> Result<(), LogError> {
-        if let Some(sink) = self.sink.as_mut() {
-            if !self.buffer.is_empty() {
-                sink(&self.buffer)?;
-                self.buffer.clear();
-            }
+        if let Some(sink) = self.sink.as_mut()
+            && !self.buffer.is_empty()
+        {
+            sink(&self.buffer)?;
+            self.buffer.clear();
         }
         Ok(())
     }
@@ -136,7 +139,7 @@ impl Recorder<'_> {
 pub fn simulate(
     plan: &Plan,
     config: &SimConfig,
-    sink: Option<&mut dyn FnMut(&[Event]) -> Result<(), LogError>>,
+    sink: Option<EventSink<'_>>,
 ) -> Result<SimReport, LogError> {
     let run =
         RunId::new(format!("sim-{}", config.seed)).map_err(|e| LogError::Encode(e.to_string()))?;

@@ -455,10 +455,10 @@ fn validate(
                 problem(ProblemKind::UnknownDependency {
                     dependency: dep.clone(),
                 });
-            } else if let Ok(dep) = TaskId::new(dep.as_str()) {
-                if !needs.contains(&dep) {
-                    needs.push(dep);
-                }
+            } else if let Ok(dep) = TaskId::new(dep.as_str())
+                && !needs.contains(&dep)
+            {
+                needs.push(dep);
             }
         }
         if let (Ok(id), Ok(capability), Ok(retry), Ok(timeout_ms)) =
@@ -480,16 +480,14 @@ fn validate(
     let duplicates = problems
         .iter()
         .any(|p| matches!(p.kind, ProblemKind::DuplicateId { .. }));
-    if !duplicates {
-        if let Some(cycle) = find_cycle(&tasks) {
-            let first = cycle[0].clone();
-            let at = index.get(first.as_str()).copied();
-            problems.push(PlanProblem {
-                line: at.and_then(|i| lines[i]),
-                task: Some(first),
-                kind: ProblemKind::Cycle { tasks: cycle },
-            });
-        }
+    if !duplicates && let Some(cycle) = find_cycle(&tasks) {
+        let first = cycle[0].clone();
+        let at = index.get(first.as_str()).copied();
+        problems.push(PlanProblem {
+            line: at.and_then(|i| lines[i]),
+            task: Some(first),
+            kind: ProblemKind::Cycle { tasks: cycle },
+        });
     }
     if !problems.is_empty() {
         return Err(PlanError::Invalid { problems });

@@ -434,7 +434,7 @@ fn earlier_runs_go_first_at_equal_priority() {
 
 #[test]
 fn the_same_inputs_give_the_same_decisions() {
-    let inputs = vec![
+    let inputs = [
         Input::WorkerJoined {
             worker: id("w1"),
             capabilities: vec![id("c")],

@@ -14,6 +14,8 @@ use workforce_shared::{Heartbeat, Subjects, TaskResult, decode, encode};
 use crate::api::{ApiError, ApiErrorKind, ApiRequest, ApiResponse, Request};
 
 /// One thing for the owner loop to act on.
+// Results dominate the channel; boxing them would add an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Intake {
     /// A decoded result; the message is acked only after the batch holding it is committed.
@@ -146,10 +148,10 @@ pub(super) async fn api(
                 if let Some(reply) = message.reply {
                     let response =
                         ApiResponse::new(Err(ApiError::new(ApiErrorKind::BadRequest, problem)));
-                    if let Ok(bytes) = encode(&response) {
-                        if let Err(e) = client.publish(reply, bytes.into()).await {
-                            warn!(error = %e, "could not answer a rejected API request");
-                        }
+                    if let Ok(bytes) = encode(&response)
+                        && let Err(e) = client.publish(reply, bytes.into()).await
+                    {
+                        warn!(error = %e, "could not answer a rejected API request");
                     }
                 }
             }

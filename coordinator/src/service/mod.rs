@@ -300,10 +300,10 @@ impl Coordinator {
                         self.liveness.remove(&worker);
                         inputs.push(Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped });
                     }
-                    if !inputs.is_empty() {
-                        if let Err(e) = self.process(Vec::new(), inputs).await {
-                            break Err(e);
-                        }
+                    if !inputs.is_empty()
+                        && let Err(e) = self.process(Vec::new(), inputs).await
+                    {
+                        break Err(e);
                     }
                     if let Err(e) = self.settle_owed().await {
                         break Err(e);
@@ -579,23 +579,23 @@ impl Coordinator {
         self.owed = outcome.retry;
         for bad in outcome.unpublishable {
             error!(reason = %bad.reason, "cannot publish");
-            if let Effect::Assign(a) = bad.effect {
-                if let Ok(worker) = WorkerId::new(COORDINATOR_WORKER) {
-                    self.deferred.push(Input::ResultReceived {
-                        result: TaskResult {
-                            v: PROTOCOL_VERSION,
-                            run: a.run,
-                            task: a.task,
-                            attempt: a.attempt,
-                            worker,
-                            outcome: Outcome::Failed {
-                                error: bad.reason,
-                                permanent: true,
-                            },
-                            duration_ms: 0,
+            if let Effect::Assign(a) = bad.effect
+                && let Ok(worker) = WorkerId::new(COORDINATOR_WORKER)
+            {
+                self.deferred.push(Input::ResultReceived {
+                    result: TaskResult {
+                        v: PROTOCOL_VERSION,
+                        run: a.run,
+                        task: a.task,
+                        attempt: a.attempt,
+                        worker,
+                        outcome: Outcome::Failed {
+                            error: bad.reason,
+                            permanent: true,
                         },
-                    });
-                }
+                        duration_ms: 0,
+                    },
+                });
             }
         }
         if self.owed.is_empty() {
