@@ -1,1 +1,68 @@
-pub fn x() {}
+//! The Workforce worker: pulls assignments for the capabilities it serves from JetStream, runs
+//! each with a [`Handler`] (a shell command via [`CommandHandler`], or Rust code), and stores a
+//! [`TaskResult`](workforce_shared::TaskResult) for every attempt before acknowledging it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), workforce_worker::WorkerError> {
+//! use std::collections::BTreeMap;
+//! use std::sync::Arc;
+//! use workforce_shared::Capability;
+//! use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig};
+//!
+//! let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+//! let capability = Capability::new("echo").expect("valid capability");
+//! handlers.insert(capability, Arc::new(CommandHandler::new("cat")));
+//! let worker = Worker::connect(WorkerConfig::default(), handlers).await?;
+//! worker.run(async { tokio::signal::ctrl_c().await.ok(); }).await
+//! # }
+//! ```
+//!
+//! Delivery guarantees: a worker pulls one message per free slot (no prefetch), so a worker
+//! that dies holds at most `concurrency` unacknowledged assignments, which JetStream redelivers
+//! after `ack_wait`. A result is acknowledged by the broker (deduplicated by message id) before
+//! the assignment is acknowledged, so no finished attempt is lost, and a repeat of the same
+//! attempt (a redelivery) is stored once within the stream's duplicate window.
+//!
+//! # Layout
+//! - `handler`: the [`Handler`] trait, [`TaskContext`], [`HandlerError`], [`handler_fn`].
+//! - `command`: [`CommandHandler`], which runs `sh -c COMMAND` per attempt; its stdin, stdout,
+//!   exit-code and timeout contract is documented on the type.
+//! - `capture`: bounded readers for a command's stdout (capped, counted) and stderr (tail).
+//! - `process_group`: kills everything a command started when its attempt is abandoned.
+//! - `config`: [`WorkerConfig`] with defaults in code, [`CommandSpec`], [`ConfigError`].
+//! - `cli`: [`WorkerArgs`], the layered loader (defaults, TOML file, `WORKFORCE_*`, flags).
+//! - `worker`: [`Worker`]: connecting (streams, consumers) separate from running.
+//! - `run_loop`: the running worker, sole owner of the in-flight attempts, pull loops and
+//!   heartbeat; serves, then drains, then announces it stopped.
+//! - `intake`: one pull loop per capability, gated by the worker-wide concurrency limit;
+//!   undecodable assignments are terminated here.
+//! - `attempt`: one attempt's lifecycle: run, keep the message alive, store the result, ack.
+//! - `outcome`: pure steps: a handler's work into an outcome (timeout, panic), a result into
+//!   bytes that fit a message.
+//! - `heartbeat`: the worker's announcements on core NATS.
+//! - `backoff`: retry delays for I/O steps.
+//! - `error`: [`WorkerError`].
+
+mod attempt;
+mod backoff;
+mod capture;
+mod cli;
+mod command;
+mod config;
+mod error;
+mod handler;
+mod heartbeat;
+mod intake;
+mod outcome;
+mod process_group;
+mod run_loop;
+mod worker;
+
+pub use cli::WorkerArgs;
+pub use command::{
+    CommandHandler, DEFAULT_MAX_OUTPUT_BYTES, PERMANENT_FAILURE_EXIT_CODE, STDERR_TAIL_BYTES,
+};
+pub use config::{CommandSpec, ConfigError, WorkerConfig, default_worker_id};
+pub use error::WorkerError;
+pub use handler::{BoxFuture, Handler, HandlerError, HandlerFn, TaskContext, handler_fn};
+pub use worker::Worker;

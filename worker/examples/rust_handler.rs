@@ -1,0 +1,148 @@
+//! A worker whose capability is written in Rust: `wordcount` counts the words, lines and
+//! characters of its input text and of the text outputs of the tasks it depends on.
+//!
+//! ```text
+//! cargo run -p workforce-worker --example rust_handler -- --nats nats://127.0.0.1:4222
+//! ```
+//!
+//! It takes every `workforce-worker` option (see `--help`), so it can serve shell commands
+//! with `--serve` alongside.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::{Value, json};
+use tokio::signal::unix::{SignalKind, signal};
+use workforce_shared::Capability;
+use workforce_worker::{BoxFuture, Handler, HandlerError, TaskContext, Worker, WorkerArgs};
+
+/// Counts text. Input: a string, `{"text": "..."}`, or null (only upstream outputs).
+#[derive(Debug)]
+struct WordCount;
+
+impl Handler for WordCount {
+    fn handle(&self, task: TaskContext) -> BoxFuture<'_, Result<Value, HandlerError>> {
+        Box::pin(async move { count(&task) })
+    }
+}
+
+fn count(task: &TaskContext) -> Result<Value, HandlerError> {
+    let input = match &task.input {
+        Value::Null => None,
+        Value::String(text) => Some(text.as_str()),
+        Value::Object(fields) => match fields.get("text") {
+            Some(Value::String(text)) => Some(text.as_str()),
+            _ => return Err(bad_input()),
+        },
+        _ => return Err(bad_input()),
+    };
+    let mut by_source = BTreeMap::new();
+    if let Some(text) = input {
+        by_source.insert("input".to_owned(), stats(text));
+    }
+    // Upstream outputs that are text (a command's plain stdout, say); others are not prose.
+    for (task_id, output) in &task.upstream {
+        if let Value::String(text) = output {
+            by_source.insert(task_id.to_string(), stats(text));
+        }
+    }
+    let total = |key: &str| -> u64 { by_source.values().filter_map(|s| s[key].as_u64()).sum() };
+    Ok(json!({
+        "words": total("words"),
+        "lines": total("lines"),
+        "chars": total("chars"),
+        "by_source": by_source,
+    }))
+}
+
+fn stats(text: &str) -> Value {
+    json!({
+        "words": text.split_whitespace().count(),
+        "lines": text.lines().count(),
+        "chars": text.chars().count(),
+    })
+}
+
+fn bad_input() -> HandlerError {
+    // No retry can fix the input.
+    HandlerError::permanent("wordcount input must be a string, {\"text\": \"...\"} or null")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let config = WorkerArgs::parse().load()?;
+    let mut handlers = config.command_handlers();
+    let wordcount: Arc<dyn Handler> = Arc::new(WordCount);
+    handlers.insert(Capability::new("wordcount")?, wordcount);
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    tokio::pin!(shutdown);
+    let worker = tokio::select! {
+        worker = Worker::connect(config, handlers) => worker.context("cannot start the worker")?,
+        () = &mut shutdown => return Ok(()),
+    };
+    worker.run(shutdown).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use workforce_shared::{Attempt, RunId, TaskId};
+
+    use super::*;
+
+    fn task(input: Value, upstream: &[(&str, Value)]) -> TaskContext {
+        TaskContext {
+            run: RunId::new("r").expect("run"),
+            task: TaskId::new("count").expect("task"),
+            attempt: Attempt(1),
+            capability: Capability::new("wordcount").expect("capability"),
+            input,
+            upstream: upstream
+                .iter()
+                .map(|(id, output)| (TaskId::new(*id).expect("task"), output.clone()))
+                .collect(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_input_and_text_upstream_outputs() {
+        let t = task(
+            json!({"text": "one two\nthree"}),
+            &[("notes", json!("four")), ("data", json!({"n": 1}))],
+        );
+        let output = WordCount.handle(t).await.expect("counts");
+        assert_eq!(output["words"], json!(4));
+        assert_eq!(output["lines"], json!(3));
+        assert_eq!(output["by_source"]["input"]["chars"], json!(13));
+        assert!(output["by_source"].get("data").is_none());
+    }
+
+    #[tokio::test]
+    async fn rejects_other_input_permanently() {
+        let error = WordCount
+            .handle(task(json!(42), &[]))
+            .await
+            .expect_err("number");
+        assert!(error.is_permanent(), "{error}");
+    }
+}

@@ -1,0 +1,209 @@
+//! One attempt, from delivery to acknowledgement:
+//! run the handler → store the result (broker-acknowledged, deduplicated by message id) →
+//! acknowledge the assignment. The message is kept alive with progress acks throughout; if the
+//! worker abandons the attempt (end of a drain) the message is handed back instead.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::{self, AckKind, Message};
+use bytes::Bytes;
+use tokio::sync::watch;
+use workforce_shared::{Capability, Outcome, PROTOCOL_VERSION, Subjects, TaskResult, WorkerId};
+
+use crate::backoff::Backoff;
+use crate::handler::{Handler, TaskContext};
+use crate::intake::{Delivery, hand_back, raised};
+use crate::outcome::{invoke, seal};
+
+/// Bound on sending one progress ack: a stalled client must not stall the attempt.
+const PROGRESS_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+const ACK_TRIES: u32 = 3;
+
+/// Room left in a message for the headers of a result.
+const HEADER_ROOM: usize = 1024;
+
+/// What every attempt needs, shared by all of them.
+pub(crate) struct AttemptEnv {
+    pub(crate) client: async_nats::Client,
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) subjects: Subjects,
+    pub(crate) worker: WorkerId,
+    pub(crate) handlers: BTreeMap<Capability, Arc<dyn Handler>>,
+    /// A third of ack_wait.
+    pub(crate) progress_every: Duration,
+    pub(crate) max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for AttemptEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptEnv")
+            .field("worker", &self.worker)
+            .field("capabilities", &self.handlers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs one delivery to its end. `abandon` turning true means: stop now, hand the message back.
+pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch::Receiver<bool>) {
+    let Delivery {
+        message,
+        assignment,
+        permit,
+    } = delivery;
+    let mut abandon = abandon;
+    let (run, task, attempt) = (
+        assignment.run.clone(),
+        assignment.task.clone(),
+        assignment.attempt,
+    );
+    let started = Instant::now();
+    tracing::info!(timeout_ms = assignment.timeout_ms, "attempt started");
+
+    let outcome = match env.handlers.get(&assignment.capability).cloned() {
+        Some(handler) => {
+            let work = async move { invoke(handler.as_ref(), TaskContext::from(assignment)).await };
+            keep_alive(&message, env.progress_every, &mut abandon, work).await
+        }
+        // The coordinator sent a capability to a subject this worker consumes but has no
+        // handler for: no retry on this worker can help.
+        None => Some(Outcome::Failed {
+            error: format!(
+                "worker {} has no handler for capability {}",
+                env.worker, assignment.capability
+            ),
+            permanent: true,
+        }),
+    };
+    let Some(outcome) = outcome else {
+        hand_back(&message, "the worker stopped before the attempt finished").await;
+        return;
+    };
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match &outcome {
+        Outcome::Succeeded { .. } => tracing::info!(duration_ms, "attempt succeeded"),
+        Outcome::Failed { error, permanent } => {
+            tracing::info!(duration_ms, permanent, %error, "attempt failed")
+        }
+    }
+
+    let result = TaskResult {
+        v: PROTOCOL_VERSION,
+        run: run.clone(),
+        task: task.clone(),
+        attempt,
+        worker: env.worker.clone(),
+        outcome,
+        duration_ms,
+    };
+    // A result the server would refuse could never be stored: fit it to the server's limit too.
+    let limit = env
+        .max_message_bytes
+        .min(env.client.max_payload().saturating_sub(HEADER_ROOM));
+    let payload = match seal(result, limit) {
+        Ok(payload) => Bytes::from(payload),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the result");
+            hand_back(&message, "the result could not be encoded").await;
+            return;
+        }
+    };
+    let subject = env.subjects.result(&run, &task);
+    let msg_id = env.subjects.result_msg_id(&run, &task, attempt);
+    let store = store_result(&env.jetstream, subject, msg_id, payload);
+    if keep_alive(&message, env.progress_every, &mut abandon, store)
+        .await
+        .is_none()
+    {
+        hand_back(&message, "the worker stopped before the result was stored").await;
+        return;
+    }
+    acknowledge(&message).await;
+    drop(permit);
+}
+
+/// Drives `work` while sending progress acks every `every`, so JetStream does not redeliver
+/// a message that is still being worked on. `None` if abandoned first.
+async fn keep_alive<F: Future>(
+    message: &Message,
+    every: Duration,
+    abandon: &mut watch::Receiver<bool>,
+    work: F,
+) -> Option<F::Output> {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut work => return Some(output),
+            () = raised(abandon) => return None,
+            _ = ticks.tick() => {
+                let progress = message.ack_with(AckKind::Progress);
+                match tokio::time::timeout(PROGRESS_SEND_TIMEOUT, progress).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!(%error, "cannot send a progress ack"),
+                    Err(_) => tracing::debug!("timed out sending a progress ack"),
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the result until the stream has stored it. The message id makes retries (and a
+/// rerun of the same attempt elsewhere) store it once.
+async fn store_result(js: &jetstream::Context, subject: String, msg_id: String, payload: Bytes) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut failures: u32 = 0;
+    loop {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, msg_id.as_str());
+        let error = match js
+            .publish_with_headers(subject.clone(), headers, payload.clone())
+            .await
+        {
+            Ok(stored) => match stored.await {
+                Ok(ack) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "result stored after retries");
+                    }
+                    tracing::debug!(
+                        stream_seq = ack.sequence,
+                        duplicate = ack.duplicate,
+                        "result stored"
+                    );
+                    return;
+                }
+                Err(error) => error.to_string(),
+            },
+            Err(error) => error.to_string(),
+        };
+        failures += 1;
+        let delay = backoff.next_delay();
+        tracing::warn!(%error, failures, retry_in = ?delay, %subject, "cannot store the result; retrying");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Acknowledges the assignment, waiting for the server to confirm. If that keeps failing the
+/// assignment is redelivered after ack_wait; its rerun's result is deduplicated by message id.
+async fn acknowledge(message: &Message) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+    for tries in 1..=ACK_TRIES {
+        match message.double_ack().await {
+            Ok(()) => return,
+            Err(error) if tries == ACK_TRIES => tracing::warn!(
+                %error,
+                "cannot acknowledge the assignment (its result is stored); it will be \
+                 redelivered after ack_wait and the repeated result deduplicated"
+            ),
+            Err(error) => {
+                tracing::debug!(%error, tries, "cannot acknowledge the assignment; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! [`CommandHandler`]: serves a capability by running `sh -c COMMAND` once per attempt.
+//!
+//! The contract is documented on [`CommandHandler`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
+use workforce_shared::{Attempt, Capability, RunId, TaskId};
+
+use crate::capture::{Capped, Tail};
+use crate::handler::{BoxFuture, Handler, HandlerError, TaskContext};
+use crate::process_group::GroupGuard;
+
+/// Exit with this code to fail the task permanently (no retry). Any other non-zero exit code
+/// is a retryable failure.
+pub const PERMANENT_FAILURE_EXIT_CODE: i32 = 100;
+
+/// How much of the end of stderr a failure message carries.
+pub const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Default limit on a command's stdout.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 512 * 1024;
+
+/// Serves a capability by running `sh -c COMMAND` once per attempt.
+///
+/// The contract with the command:
+/// - **stdin**: one JSON object and a newline:
+///   `{"run": "...", "task": "...", "attempt": 1, "capability": "...", "input": <any>,
+///   "upstream": {"<task id>": <output>, ...}}`. A command need not read it.
+/// - **environment**: `WORKFORCE_RUN`, `WORKFORCE_TASK`, `WORKFORCE_ATTEMPT`,
+///   `WORKFORCE_CAPABILITY`, on top of the worker's own environment.
+/// - **stdout**: the output. Parsed as JSON if it is JSON once trimmed, else kept as the trimmed
+///   text (a JSON string). More than the output limit is a permanent failure.
+/// - **exit status**: 0 succeeds; [`PERMANENT_FAILURE_EXIT_CODE`] fails for good; any other
+///   status, or death by a signal, fails retryably. Failure messages end with the tail of
+///   stderr.
+/// - **timeout**: at the attempt's timeout the command's whole process group is killed and the
+///   attempt fails retryably.
+/// - **process group**: the command leads its own, so a Ctrl-C aimed at the worker does not
+///   reach it (the worker drains instead), and an abandoned attempt (timeout, end of a drain,
+///   dropped future) kills everything the command started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandHandler {
+    command: String,
+    workdir: Option<PathBuf>,
+    max_output_bytes: usize,
+}
+
+/// What the command reads on stdin.
+#[derive(Serialize)]
+struct StdinTask<'a> {
+    run: &'a RunId,
+    task: &'a TaskId,
+    attempt: Attempt,
+    capability: &'a Capability,
+    input: &'a Value,
+    upstream: &'a std::collections::BTreeMap<TaskId, Value>,
+}
+
+impl CommandHandler {
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            workdir: None,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+
+    /// Runs the command in `dir` instead of the worker's working directory.
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Fails an attempt permanently if stdout is longer than `bytes`.
+    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
+        self.max_output_bytes = bytes;
+        self
+    }
+
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    pub fn working_dir(&self) -> Option<&Path> {
+        self.workdir.as_deref()
+    }
+
+    /// Runs one attempt to completion or timeout.
+    pub async fn run(&self, task: &TaskContext) -> Result<Value, HandlerError> {
+        let stdin_json = stdin_json(task)?;
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&self.command)
+            .env("WORKFORCE_RUN", task.run.as_str())
+            .env("WORKFORCE_TASK", task.task.as_str())
+            .env("WORKFORCE_ATTEMPT", task.attempt.to_string())
+            .env("WORKFORCE_CAPABILITY", task.capability.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group: the worker's terminal signals do not reach it (the worker drains
+            // instead), and a timeout can kill everything it started.
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.workdir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|error| {
+            HandlerError::retryable(format!(
+                "cannot start `sh -c {:?}`{}: {error}",
+                self.command,
+                self.workdir
+                    .as_ref()
+                    .map(|dir| format!(" in {}", dir.display()))
+                    .unwrap_or_default()
+            ))
+        })?;
+        let mut group = GroupGuard::new(child.id());
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(HandlerError::retryable(
+                "child process has no stdin, stdout or stderr pipe",
+            ));
+        };
+
+        let mut out = Capped::new(self.max_output_bytes);
+        let mut err = Tail::new(STDERR_TAIL_BYTES);
+        // Feed stdin while draining both outputs, so neither side can block on a full pipe.
+        let finished = tokio::time::timeout(task.timeout, async {
+            let (_, read, (), status) = tokio::join!(
+                feed(stdin, &stdin_json),
+                out.read_from(stdout),
+                err.read_from(stderr),
+                child.wait(),
+            );
+            (read, status)
+        })
+        .await;
+
+        let (read, status) = match finished {
+            Ok(done) => done,
+            Err(_elapsed) => {
+                group.kill().await;
+                if let Err(error) = child.kill().await {
+                    tracing::debug!(%error, "child already gone after timeout");
+                }
+                return Err(HandlerError::retryable(with_stderr(
+                    format!(
+                        "timed out after {}",
+                        humantime::format_duration(task.timeout)
+                    ),
+                    &err,
+                )));
+            }
+        };
+        // Reaped: the group id may be reused from here on.
+        group.disarm();
+        let status = status.map_err(|error| {
+            HandlerError::retryable(format!("cannot wait for the command: {error}"))
+        })?;
+        if !status.success() {
+            return Err(failure(status, &err));
+        }
+        read.map_err(|error| HandlerError::retryable(format!("cannot read stdout: {error}")))?;
+        if out.overflowed() {
+            return Err(HandlerError::permanent(format!(
+                "stdout of {} bytes exceeds the output limit of {} bytes (max_output_bytes)",
+                out.total(),
+                self.max_output_bytes
+            )));
+        }
+        Ok(parse_output(out.kept()))
+    }
+}
+
+impl Handler for CommandHandler {
+    fn handle(&self, task: TaskContext) -> BoxFuture<'_, Result<Value, HandlerError>> {
+        Box::pin(async move { self.run(&task).await })
+    }
+}
+
+fn stdin_json(task: &TaskContext) -> Result<Vec<u8>, HandlerError> {
+    let mut bytes = serde_json::to_vec(&StdinTask {
+        run: &task.run,
+        task: &task.task,
+        attempt: task.attempt,
+        capability: &task.capability,
+        input: &task.input,
+        upstream: &task.upstream,
+    })
+    .map_err(|error| HandlerError::permanent(format!("cannot encode the task as JSON: {error}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Writes the task and closes stdin. A command that exits without reading it is fine.
+async fn feed(mut stdin: ChildStdin, bytes: &[u8]) {
+    match stdin.write_all(bytes).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(error) => tracing::debug!(%error, "cannot write the task to stdin"),
+    }
+    // Dropping `stdin` closes it, so the command sees end of input.
+}
+
+/// JSON if stdout is JSON once trimmed, else the trimmed text.
+fn parse_output(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let text = text.trim();
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+fn failure(status: ExitStatus, stderr: &Tail) -> HandlerError {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(PERMANENT_FAILURE_EXIT_CODE), _) => HandlerError::permanent(with_stderr(
+            format!("command exited with status {PERMANENT_FAILURE_EXIT_CODE} (permanent failure)"),
+            stderr,
+        )),
+        (Some(code), _) => HandlerError::retryable(with_stderr(
+            format!("command exited with status {code}"),
+            stderr,
+        )),
+        (None, Some(signal)) => HandlerError::retryable(with_stderr(
+            format!("command was killed by signal {signal}"),
+            stderr,
+        )),
+        (None, None) => {
+            HandlerError::retryable(with_stderr(format!("command failed: {status}"), stderr))
+        }
+    }
+}
+
+fn with_stderr(message: String, stderr: &Tail) -> String {
+    let tail = stderr.text();
+    if tail.is_empty() {
+        format!("{message} (stderr was empty)")
+    } else {
+        format!("{message}; stderr: {tail}")
+    }
+}

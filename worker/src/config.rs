@@ -1,0 +1,287 @@
+//! [`WorkerConfig`]: every setting of a worker, with defaults in code. The `cli` module layers
+//! a TOML file, `WORKFORCE_*` environment variables and flags on top.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workforce_shared::{Capability, NameError, Prefix, WorkerId};
+
+use crate::command::{CommandHandler, DEFAULT_MAX_OUTPUT_BYTES};
+use crate::handler::Handler;
+
+/// A worker's settings. As a TOML file:
+///
+/// ```toml
+/// nats_url = "nats://127.0.0.1:4222"
+/// prefix = "workforce"
+/// id = "builder-1"              # default: "<hostname>-<pid>"
+/// concurrency = 4               # tasks at once, over all capabilities
+/// heartbeat_interval = "2s"
+/// ack_wait = "30s"
+/// grace_period = "30s"          # how long a drain waits for running tasks
+/// max_message_bytes = 1048576
+/// max_output_bytes = 524288
+/// workdir = "/srv/work"         # default working directory of commands
+///
+/// [capabilities.review]
+/// command = "./review.sh"
+/// workdir = "/srv/review"       # optional, overrides `workdir`
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// NATS server URL; several may be given separated by commas.
+    pub nats_url: String,
+    pub prefix: Prefix,
+    pub id: WorkerId,
+    /// How many tasks run at once, over all capabilities.
+    pub concurrency: u32,
+    #[serde(with = "duration_text")]
+    pub heartbeat_interval: Duration,
+    /// How long JetStream waits for an ack before redelivering an assignment. Running tasks
+    /// report progress every third of it, so only a dead worker's tasks are redelivered.
+    #[serde(with = "duration_text")]
+    pub ack_wait: Duration,
+    /// How long a drain (on shutdown) waits for running tasks before handing them back.
+    #[serde(with = "duration_text")]
+    pub grace_period: Duration,
+    /// Largest assignment the worker decodes and largest result it publishes.
+    pub max_message_bytes: usize,
+    /// Largest stdout a command may produce.
+    pub max_output_bytes: usize,
+    /// Working directory of commands whose capability names none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<PathBuf>,
+    /// Capabilities served by shell commands.
+    pub capabilities: BTreeMap<Capability, CommandSpec>,
+}
+
+/// How a capability is served by a shell command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Run as `sh -c COMMAND`.
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<PathBuf>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            prefix: Prefix::default(),
+            id: default_worker_id(),
+            concurrency: 4,
+            heartbeat_interval: Duration::from_secs(2),
+            ack_wait: Duration::from_secs(30),
+            grace_period: Duration::from_secs(30),
+            max_message_bytes: 1024 * 1024,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            workdir: None,
+            capabilities: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error(
+        "invalid --serve {value:?}: expected CAPABILITY=COMMAND, e.g. --serve 'review=./review.sh'"
+    )]
+    ServeSyntax { value: String },
+    #[error("invalid --serve {value:?}: {source}")]
+    ServeCapability {
+        value: String,
+        #[source]
+        source: NameError,
+    },
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("cannot render the configuration as TOML: {0}")]
+    Render(#[from] toml::ser::Error),
+}
+
+impl WorkerConfig {
+    /// Checks what the types cannot: non-zero sizes and intervals, non-empty commands.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                field: field.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.nats_url.trim().is_empty() {
+            return invalid("nats_url", "must not be empty");
+        }
+        if self.concurrency == 0 {
+            return invalid("concurrency", "must be at least 1");
+        }
+        for (field, value) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("ack_wait", self.ack_wait),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "must be longer than zero");
+            }
+        }
+        if self.max_message_bytes == 0 {
+            return invalid("max_message_bytes", "must be at least 1");
+        }
+        if self.max_output_bytes == 0 {
+            return invalid("max_output_bytes", "must be at least 1");
+        }
+        for (capability, spec) in &self.capabilities {
+            if spec.command.trim().is_empty() {
+                return invalid(
+                    &format!("capabilities.{capability}.command"),
+                    "must not be empty",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A [`CommandHandler`] for each capability in [`capabilities`](Self::capabilities).
+    pub fn command_handlers(&self) -> BTreeMap<Capability, Arc<dyn Handler>> {
+        self.capabilities
+            .iter()
+            .map(|(capability, spec)| {
+                let handler: Arc<dyn Handler> = Arc::new(self.command_handler(spec));
+                (capability.clone(), handler)
+            })
+            .collect()
+    }
+
+    /// The handler for one command capability: its own workdir, else the default one.
+    pub fn command_handler(&self, spec: &CommandSpec) -> CommandHandler {
+        let handler =
+            CommandHandler::new(spec.command.clone()).max_output_bytes(self.max_output_bytes);
+        match spec.workdir.as_ref().or(self.workdir.as_ref()) {
+            Some(dir) => handler.workdir(dir.clone()),
+            None => handler,
+        }
+    }
+
+    /// The configuration as a TOML file would state it.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        Ok(toml::to_string(self)?)
+    }
+}
+
+/// `<hostname>-<pid>`, made a valid id. The host name comes from `/etc/hostname`, else the
+/// `HOSTNAME` variable, else is "worker".
+pub fn default_worker_id() -> WorkerId {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+        })
+        .unwrap_or_else(|| "worker".to_owned());
+    WorkerId::sanitized(&format!("{host}-{}", std::process::id()))
+}
+
+/// Durations as humantime text ("30s", "1m 30s") in files.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*value))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|error| {
+            D::Error::custom(format!(
+                "invalid duration {text:?}: {error} (write e.g. \"30s\" or \"1m 30s\")"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let config = WorkerConfig::default();
+        config.validate().expect("defaults are valid");
+        let text = config.to_toml().expect("render");
+        assert!(text.contains("ack_wait = \"30s\""), "{text}");
+        let back: WorkerConfig = toml::from_str(&text).expect("parse");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn default_worker_id_ends_with_the_pid() {
+        let id = default_worker_id();
+        assert!(
+            id.as_str().ends_with(&format!("-{}", std::process::id())),
+            "{id}"
+        );
+    }
+
+    #[test]
+    fn rejects_zero_concurrency_and_unknown_keys() {
+        let config = WorkerConfig {
+            concurrency: 0,
+            ..WorkerConfig::default()
+        };
+        let err = config.validate().expect_err("zero concurrency");
+        assert!(err.to_string().contains("concurrency"), "{err}");
+        let err = toml::from_str::<WorkerConfig>("concurency = 3").expect_err("typo");
+        assert!(err.to_string().contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn command_handlers_inherit_the_default_workdir() {
+        let text = r#"
+            workdir = "/srv"
+            max_output_bytes = 10
+            [capabilities.a]
+            command = "true"
+            [capabilities.b]
+            command = "true"
+            workdir = "/opt"
+        "#;
+        let config: WorkerConfig = toml::from_str(text).expect("parse");
+        let spec = |name: &str| &config.capabilities[&Capability::new(name).expect("cap")];
+        assert_eq!(
+            config.command_handler(spec("a")),
+            CommandHandler::new("true")
+                .max_output_bytes(10)
+                .workdir("/srv")
+        );
+        assert_eq!(
+            config.command_handler(spec("b")),
+            CommandHandler::new("true")
+                .max_output_bytes(10)
+                .workdir("/opt")
+        );
+        assert_eq!(config.command_handlers().len(), 2);
+    }
+}

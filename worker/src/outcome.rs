@@ -1,0 +1,210 @@
+//! Turning a handler's work into an [`Outcome`] and a result into bytes that fit a message.
+//! No NATS here, so all of it is tested without a broker.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use workforce_shared::{CodecError, Outcome, TaskResult, encode};
+
+use crate::handler::{Handler, TaskContext};
+
+/// How long past its timeout a handler may run before the worker abandons it. Gives a handler
+/// that honours the timeout (like `CommandHandler`) the chance to report it with details.
+pub(crate) const TIMEOUT_SLACK: Duration = Duration::from_secs(1);
+
+/// How much of an oversized error message a result keeps.
+const ERROR_KEEP_BYTES: usize = 4096;
+
+/// Runs `handler` on `task` within the task's timeout; a panic or a timeout is a retryable
+/// failure, never an escape.
+pub(crate) async fn invoke(handler: &dyn Handler, task: TaskContext) -> Outcome {
+    let timeout = task.timeout;
+    // `async move` so that a panic in `handle` itself, before its future exists, is caught too.
+    let work = AssertUnwindSafe(async move { handler.handle(task).await }).catch_unwind();
+    match tokio::time::timeout(timeout.saturating_add(TIMEOUT_SLACK), work).await {
+        Ok(Ok(Ok(output))) => Outcome::Succeeded { output },
+        Ok(Ok(Err(error))) => Outcome::Failed {
+            error: error.message().to_owned(),
+            permanent: error.is_permanent(),
+        },
+        Ok(Err(panic)) => Outcome::Failed {
+            error: format!("handler panicked: {}", panic_message(panic.as_ref())),
+            permanent: false,
+        },
+        Err(_elapsed) => Outcome::Failed {
+            error: format!("timed out after {}", humantime::format_duration(timeout)),
+            permanent: false,
+        },
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
+    }
+}
+
+/// Encodes `result`, shrinking it if it exceeds `limit`: an oversized output becomes a
+/// permanent failure saying so, an oversized error message is cut. A result is never dropped.
+pub(crate) fn seal(mut result: TaskResult, limit: usize) -> Result<Vec<u8>, CodecError> {
+    let bytes = encode(&result)?;
+    if bytes.len() <= limit {
+        return Ok(bytes);
+    }
+    result.outcome = match result.outcome {
+        Outcome::Succeeded { .. } => Outcome::Failed {
+            error: format!(
+                "output too large: the result is {} bytes, over the message limit of {limit} \
+                 bytes (max_message_bytes); write large outputs elsewhere and return a reference",
+                bytes.len()
+            ),
+            permanent: true,
+        },
+        Outcome::Failed { error, permanent } => Outcome::Failed {
+            error: cut(&error, ERROR_KEEP_BYTES.min(limit / 2)),
+            permanent,
+        },
+    };
+    encode(&result)
+}
+
+/// The first `keep` bytes of `text` (on a char boundary) and a note of how much was cut.
+fn cut(text: &str, keep: usize) -> String {
+    let mut end = keep.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes cut)", &text[..end], text.len() - end)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+    use workforce_shared::{
+        Attempt, Capability, PROTOCOL_VERSION, RunId, TaskId, WorkerId, decode,
+    };
+
+    use super::*;
+    use crate::handler::{HandlerError, handler_fn};
+
+    fn task(timeout: Duration) -> TaskContext {
+        TaskContext {
+            run: RunId::new("r1").expect("run"),
+            task: TaskId::new("t1").expect("task"),
+            attempt: Attempt(1),
+            capability: Capability::new("c").expect("cap"),
+            input: json!({"n": 1}),
+            upstream: BTreeMap::new(),
+            timeout,
+        }
+    }
+
+    fn result(outcome: Outcome) -> TaskResult {
+        TaskResult {
+            v: PROTOCOL_VERSION,
+            run: RunId::new("r1").expect("run"),
+            task: TaskId::new("t1").expect("task"),
+            attempt: Attempt(1),
+            worker: WorkerId::new("w").expect("worker"),
+            outcome,
+            duration_ms: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn maps_outputs_and_errors() {
+        let ok = handler_fn(|t: TaskContext| async move { Ok(t.input) });
+        assert_eq!(
+            invoke(&ok, task(Duration::from_secs(5))).await,
+            Outcome::Succeeded {
+                output: json!({"n": 1})
+            }
+        );
+        let permanent =
+            handler_fn(|_| async { Err::<Value, _>(HandlerError::permanent("bad input")) });
+        assert_eq!(
+            invoke(&permanent, task(Duration::from_secs(5))).await,
+            Outcome::Failed {
+                error: "bad input".into(),
+                permanent: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_retryable_failure() {
+        let boom = handler_fn(|_| async { panic!("boom") });
+        match invoke(&boom, task(Duration::from_secs(5))).await {
+            Outcome::Failed { error, permanent } => {
+                assert_eq!(error, "handler panicked: boom");
+                assert!(!permanent);
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_past_its_timeout_is_abandoned() {
+        let stuck = handler_fn(|_| futures::future::pending());
+        match invoke(&stuck, task(Duration::from_secs(3))).await {
+            Outcome::Failed { error, permanent } => {
+                assert_eq!(error, "timed out after 3s");
+                assert!(!permanent);
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn small_results_are_sealed_unchanged() {
+        let r = result(Outcome::Succeeded {
+            output: json!("fine"),
+        });
+        let bytes = seal(r.clone(), 1 << 20).expect("seal");
+        assert_eq!(decode::<TaskResult>(&bytes, 1 << 20).expect("decode"), r);
+    }
+
+    #[test]
+    fn an_oversized_output_becomes_a_permanent_failure_naming_sizes() {
+        let r = result(Outcome::Succeeded {
+            output: json!("x".repeat(10_000)),
+        });
+        let full = encode(&r).expect("encode").len();
+        let bytes = seal(r, 2_000).expect("seal");
+        assert!(bytes.len() <= 2_000);
+        let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");
+        match sealed.outcome {
+            Outcome::Failed { error, permanent } => {
+                assert!(permanent);
+                assert!(error.contains("limit of 2000 bytes"), "{error}");
+                assert!(error.contains(&format!("is {full} bytes")), "{error}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_error_is_cut_and_keeps_its_kind() {
+        let r = result(Outcome::Failed {
+            error: "é".repeat(50_000),
+            permanent: false,
+        });
+        let bytes = seal(r, 8_000).expect("seal");
+        let sealed = decode::<TaskResult>(&bytes, 8_000).expect("decode");
+        match sealed.outcome {
+            Outcome::Failed { error, permanent } => {
+                assert!(!permanent);
+                assert!(error.ends_with("more bytes cut)"), "{error}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The loop a running worker is: the one owner of the in-flight attempts, the pull loops and
+//! the heartbeat. Three phases: serve (until shutdown), drain (no intake; attempts get the
+//! grace period, then are abandoned and hand their assignments back), finish (last heartbeat).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tracing::Instrument;
+use workforce_shared::{Capability, Subjects, WorkerState};
+
+use crate::attempt::{self, AttemptEnv};
+use crate::config::WorkerConfig;
+use crate::error::WorkerError;
+use crate::handler::Handler;
+use crate::heartbeat::Heart;
+use crate::intake::{Delivery, Puller, hand_back};
+
+/// After abandoning attempts at the end of a drain, how long they get to send their naks.
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on the final flush, so a worker cut off from NATS still exits.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub(crate) struct RunLoop {
+    client: async_nats::Client,
+    env: Arc<AttemptEnv>,
+    heart: Heart,
+    ticks: Interval,
+    attempts: JoinSet<()>,
+    pullers: JoinSet<()>,
+    puller_names: BTreeMap<tokio::task::Id, Capability>,
+    deliveries: mpsc::Receiver<Delivery>,
+    stop: watch::Sender<bool>,
+    abandon: watch::Sender<bool>,
+    malformed: Arc<AtomicU64>,
+}
+
+impl RunLoop {
+    /// Spawns one pull loop per consumer; they start pulling at once.
+    pub(crate) fn start(
+        config: &WorkerConfig,
+        client: async_nats::Client,
+        jetstream: jetstream::Context,
+        subjects: Subjects,
+        handlers: BTreeMap<Capability, Arc<dyn Handler>>,
+        consumers: Vec<(Capability, PullConsumer)>,
+    ) -> Self {
+        let concurrency = usize::try_from(config.concurrency).unwrap_or(usize::MAX);
+        // A consumer declared earlier keeps its own ack_wait; progress must beat the shortest.
+        let ack_wait = consumers
+            .iter()
+            .map(|(_, consumer)| consumer.cached_info().config.ack_wait)
+            .filter(|wait| !wait.is_zero())
+            .fold(config.ack_wait, Duration::min);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let (stop, stop_rx) = watch::channel(false);
+        let (deliveries_tx, deliveries) = mpsc::channel(concurrency);
+        let malformed = Arc::new(AtomicU64::new(0));
+
+        let mut pullers = JoinSet::new();
+        let mut puller_names = BTreeMap::new();
+        for (capability, consumer) in consumers {
+            let span = tracing::info_span!("intake", capability = %capability);
+            let puller = Puller {
+                consumer,
+                permits: permits.clone(),
+                deliveries: deliveries_tx.clone(),
+                stop: stop_rx.clone(),
+                max_message_bytes: config.max_message_bytes,
+                malformed: malformed.clone(),
+            };
+            let handle = pullers.spawn(puller.run().instrument(span));
+            puller_names.insert(handle.id(), capability);
+        }
+
+        let heart = Heart::new(
+            client.clone(),
+            &subjects,
+            config.id.clone(),
+            handlers.keys().cloned().collect(),
+            config.concurrency,
+            config.heartbeat_interval,
+        );
+        let mut ticks = tokio::time::interval_at(
+            Instant::now() + config.heartbeat_interval,
+            config.heartbeat_interval,
+        );
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let env = Arc::new(AttemptEnv {
+            client: client.clone(),
+            jetstream,
+            subjects,
+            worker: config.id.clone(),
+            handlers,
+            progress_every: (ack_wait / 3).max(Duration::from_millis(1)),
+            max_message_bytes: config.max_message_bytes,
+        });
+        Self {
+            client,
+            env,
+            heart,
+            ticks,
+            attempts: JoinSet::new(),
+            pullers,
+            puller_names,
+            deliveries,
+            stop,
+            abandon: watch::channel(false).0,
+            malformed,
+        }
+    }
+
+    pub(crate) async fn beat(&mut self, state: WorkerState) {
+        self.heart.beat(state, self.attempts.len()).await;
+    }
+
+    /// Runs deliveries until `shutdown` resolves. `Some` if a pull loop died (a bug).
+    pub(crate) async fn serve(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Option<WorkerError> {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    tracing::info!("shutdown requested");
+                    return None;
+                }
+                Some(delivery) = self.deliveries.recv() => self.spawn_attempt(delivery),
+                Some(joined) = self.attempts.join_next(), if !self.attempts.is_empty() => {
+                    log_attempt_end(joined);
+                }
+                Some(joined) = self.pullers.join_next_with_id(), if !self.pullers.is_empty() => {
+                    return Some(puller_failure(joined, &self.puller_names));
+                }
+                _ = self.ticks.tick() => self.beat(WorkerState::Ready).await,
+            }
+        }
+    }
+
+    fn spawn_attempt(&mut self, delivery: Delivery) {
+        let a = &delivery.assignment;
+        let span = tracing::info_span!(
+            "attempt",
+            run_id = %a.run,
+            task_id = %a.task,
+            attempt = %a.attempt,
+            capability = %a.capability,
+        );
+        let work = attempt::run(self.env.clone(), delivery, self.abandon.subscribe());
+        self.attempts.spawn(work.instrument(span));
+    }
+
+    /// Stops intake and waits for the attempts, abandoning those still running after `grace`
+    /// (they hand their assignments back). `Some` if a pull loop panicked.
+    pub(crate) async fn drain(&mut self, grace: Duration) -> Option<WorkerError> {
+        self.stop.send_replace(true);
+        self.beat(WorkerState::Draining).await;
+        tracing::info!(
+            in_flight = self.attempts.len(),
+            grace_period = %humantime::format_duration(grace),
+            "draining"
+        );
+        let mut failure = None;
+        let grace_deadline = Instant::now() + grace;
+        let mut hand_back_deadline = None;
+        while !(self.attempts.is_empty() && self.pullers.is_empty()) {
+            tokio::select! {
+                // A pull that was under way when intake stopped.
+                Some(delivery) = self.deliveries.recv() => {
+                    hand_back(&delivery.message, "the worker is stopping").await;
+                }
+                Some(joined) = self.attempts.join_next(), if !self.attempts.is_empty() => {
+                    log_attempt_end(joined);
+                }
+                Some(joined) = self.pullers.join_next_with_id(), if !self.pullers.is_empty() => {
+                    if let Err(error) = joined {
+                        failure.get_or_insert(puller_failure(Err(error), &self.puller_names));
+                    }
+                }
+                _ = self.ticks.tick() => self.beat(WorkerState::Draining).await,
+                () = tokio::time::sleep_until(grace_deadline), if hand_back_deadline.is_none() => {
+                    tracing::warn!(
+                        in_flight = self.attempts.len(),
+                        "grace period over; stopping the remaining attempts and handing them back"
+                    );
+                    self.abandon.send_replace(true);
+                    hand_back_deadline = Some(Instant::now() + HAND_BACK_TIMEOUT);
+                }
+                () = sleep_until_some(hand_back_deadline) => {
+                    tracing::error!(
+                        in_flight = self.attempts.len(),
+                        "attempts did not stop in time; aborting them (JetStream redelivers \
+                         their assignments after ack_wait)"
+                    );
+                    self.attempts.abort_all();
+                    self.pullers.abort_all();
+                    while self.attempts.join_next().await.is_some() {}
+                    while self.pullers.join_next().await.is_some() {}
+                }
+            }
+        }
+        // The pull loops are gone, so nothing more arrives: hand back what is still queued.
+        while let Ok(delivery) = self.deliveries.try_recv() {
+            hand_back(&delivery.message, "the worker is stopping").await;
+        }
+        failure
+    }
+
+    /// Announces `Stopped` and flushes, so the announcement and the last acks are sent.
+    pub(crate) async fn finish(mut self) {
+        self.heart.beat(WorkerState::Stopped, 0).await;
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot flush the NATS connection at exit"),
+            Err(_) => tracing::warn!("timed out flushing the NATS connection at exit"),
+        }
+        tracing::info!(
+            malformed_assignments = self.malformed.load(Ordering::Relaxed),
+            "stopped"
+        );
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_attempt_end(joined: Result<(), JoinError>) {
+    match joined {
+        Ok(()) => {}
+        // Handler panics are caught inside the attempt; this is a panic in the worker's own
+        // code. The assignment stays unacked, so JetStream redelivers it after ack_wait.
+        Err(error) if error.is_panic() => {
+            tracing::error!(%error, "attempt task panicked; its assignment will be redelivered")
+        }
+        Err(error) => tracing::debug!(%error, "attempt task cancelled"),
+    }
+}
+
+fn puller_failure(
+    joined: Result<(tokio::task::Id, ()), JoinError>,
+    names: &BTreeMap<tokio::task::Id, Capability>,
+) -> WorkerError {
+    let (id, reason) = match joined {
+        Ok((id, ())) => (id, "it returned".to_owned()),
+        Err(error) => (error.id(), error.to_string()),
+    };
+    let capability = names
+        .get(&id)
+        .map_or_else(|| "?".to_owned(), Capability::to_string);
+    tracing::error!(%capability, %reason, "pull loop stopped unexpectedly; draining");
+    WorkerError::Intake { capability, reason }
+}

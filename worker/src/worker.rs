@@ -1,0 +1,172 @@
+//! [`Worker`]: construction ([`connect`](Worker::connect)) separate from running
+//! ([`run`](Worker::run), which hands over to the `run_loop`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::ServerAddr;
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use tracing::Instrument;
+use workforce_shared::jetstream::{StreamSettings, ensure_streams, task_consumer};
+use workforce_shared::{Capability, Subjects, WorkerId, WorkerState};
+
+use crate::config::WorkerConfig;
+use crate::error::WorkerError;
+use crate::handler::Handler;
+use crate::run_loop::RunLoop;
+
+/// How often to say so while waiting for the first connection to NATS.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// A worker connected to NATS with its consumers declared, ready to [`run`](Self::run).
+pub struct Worker {
+    config: WorkerConfig,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    subjects: Subjects,
+    handlers: BTreeMap<Capability, Arc<dyn Handler>>,
+    consumers: Vec<(Capability, PullConsumer)>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.config.id)
+            .field("capabilities", &self.handlers.keys().collect::<Vec<_>>())
+            .field("concurrency", &self.config.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Checks the configuration, connects to NATS (waiting for it if it is not up yet),
+    /// declares the streams and one durable consumer per capability in `handlers`.
+    pub async fn connect(
+        config: WorkerConfig,
+        handlers: BTreeMap<Capability, Arc<dyn Handler>>,
+    ) -> Result<Self, WorkerError> {
+        config.validate()?;
+        if handlers.is_empty() {
+            return Err(WorkerError::NoCapabilities);
+        }
+        let servers = parse_servers(&config.nats_url)?;
+        let span =
+            tracing::info_span!("connect", worker_id = %config.id, nats_url = %config.nats_url);
+        async move {
+            let client = async_nats::ConnectOptions::new()
+                .name(format!("workforce-worker {}", config.id))
+                .retry_on_initial_connect()
+                .connect(servers)
+                .await
+                .map_err(|source| WorkerError::Connect {
+                    url: config.nats_url.clone(),
+                    source,
+                })?;
+            wait_until_connected(&client, &config.nats_url).await?;
+            let jetstream = jetstream::new(client.clone());
+            let subjects = Subjects::new(config.prefix.clone());
+            ensure_streams(&jetstream, &subjects, &StreamSettings::default()).await?;
+            let mut consumers = Vec::with_capacity(handlers.len());
+            for capability in handlers.keys() {
+                let consumer =
+                    task_consumer(&jetstream, &subjects, capability, config.ack_wait).await?;
+                let actual = consumer.cached_info().config.ack_wait;
+                if actual != config.ack_wait {
+                    tracing::warn!(
+                        %capability,
+                        configured = %humantime::format_duration(config.ack_wait),
+                        actual = %humantime::format_duration(actual),
+                        "the consumer already exists with another ack_wait; using the shorter"
+                    );
+                }
+                consumers.push((capability.clone(), consumer));
+            }
+            tracing::info!(
+                capabilities = ?handlers.keys().map(Capability::as_str).collect::<Vec<_>>(),
+                "connected"
+            );
+            Ok(Self {
+                config,
+                client,
+                jetstream,
+                subjects,
+                handlers,
+                consumers,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub fn id(&self) -> &WorkerId {
+        &self.config.id
+    }
+
+    pub fn capabilities(&self) -> impl Iterator<Item = &Capability> {
+        self.handlers.keys()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: takes nothing new, gives running
+    /// attempts `grace_period` to finish, hands the rest back, announces `Stopped`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        let span = tracing::info_span!("worker", worker_id = %self.config.id);
+        self.serve(shutdown).instrument(span).await
+    }
+
+    async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        let Self {
+            config,
+            client,
+            jetstream,
+            subjects,
+            handlers,
+            consumers,
+        } = self;
+        let mut run = RunLoop::start(&config, client, jetstream, subjects, handlers, consumers);
+        run.beat(WorkerState::Ready).await;
+        tracing::info!(concurrency = config.concurrency, "serving");
+        let mut failure = run.serve(shutdown).await;
+        let drain_failure = run.drain(config.grace_period).await;
+        failure = failure.or(drain_failure);
+        run.finish().await;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `url` may list several servers separated by commas.
+fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, WorkerError> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<ServerAddr>()
+                .map_err(|source| WorkerError::NatsUrl {
+                    url: part.to_owned(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// With `retry_on_initial_connect` the client comes back before it is connected; a flush
+/// completes once it is.
+async fn wait_until_connected(client: &async_nats::Client, url: &str) -> Result<(), WorkerError> {
+    loop {
+        match tokio::time::timeout(CONNECT_PATIENCE, client.flush()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => {
+                return Err(WorkerError::ConnectionClosed {
+                    url: url.to_owned(),
+                    reason: error.to_string(),
+                });
+            }
+            Err(_) => tracing::warn!("NATS is not reachable yet; still trying to connect"),
+        }
+    }
+}

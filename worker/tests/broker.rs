@@ -1,0 +1,347 @@
+//! The worker against a real NATS server: results stored and acked, undecodable assignments
+//! terminated, panics reported, heartbeats, and a drain handing unfinished work back.
+//!
+//! Needs `nats-server` on PATH: `cargo test -p workforce-worker --test broker -- --ignored`.
+//! (The workspace's `tests/` crate runs the full system in containers.)
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::time::{Instant, timeout};
+use workforce_shared::{
+    Assignment, Attempt, Capability, Heartbeat, Outcome, PROTOCOL_VERSION, Prefix, RunId, Subjects,
+    TaskId, TaskResult, WorkerId, WorkerState, decode, encode,
+};
+use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, handler_fn};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server() -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH");
+    let url = format!("nats://127.0.0.1:{port}");
+    let deadline = Instant::now() + WAIT;
+    while async_nats::connect(&url).await.is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn cap(name: &str) -> Capability {
+    Capability::new(name).expect("capability")
+}
+
+fn config(server: &Server, prefix: &str, id: &str) -> WorkerConfig {
+    WorkerConfig {
+        nats_url: server.url.clone(),
+        prefix: Prefix::new(prefix).expect("prefix"),
+        id: WorkerId::new(id).expect("worker id"),
+        heartbeat_interval: Duration::from_millis(200),
+        ack_wait: Duration::from_secs(60),
+        ..WorkerConfig::default()
+    }
+}
+
+fn assignment(task: &str, capability: &str, input: Value) -> Assignment {
+    Assignment {
+        v: PROTOCOL_VERSION,
+        run: RunId::new("run1").expect("run"),
+        task: TaskId::new(task).expect("task"),
+        attempt: Attempt(1),
+        capability: cap(capability),
+        input,
+        upstream: BTreeMap::new(),
+        timeout_ms: 10_000,
+    }
+}
+
+async fn publish(js: &jetstream::Context, subjects: &Subjects, a: &Assignment) {
+    js.publish(
+        subjects.task(&a.capability),
+        encode(a).expect("encode").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+}
+
+async fn next_result(results: &mut async_nats::Subscriber) -> TaskResult {
+    let message = timeout(WAIT, results.next())
+        .await
+        .expect("a result in time")
+        .expect("subscription open");
+    decode(&message.payload, 1 << 20).expect("result decodes")
+}
+
+async fn wait_for_empty_tasks_stream(js: &jetstream::Context, subjects: &Subjects) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut stream = js
+            .get_stream(subjects.tasks_stream())
+            .await
+            .expect("stream");
+        if stream.info().await.expect("info").state.messages == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "tasks stream never emptied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server on PATH"]
+async fn serves_commands_and_rust_handlers_end_to_end() {
+    let server = start_server().await;
+    let subjects = Subjects::new(Prefix::new("e2e").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let mut results = client.subscribe(subjects.all_results()).await.expect("sub");
+    let mut heartbeats = client
+        .subscribe(subjects.all_heartbeats())
+        .await
+        .expect("sub");
+
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(cap("echo"), Arc::new(CommandHandler::new("cat")));
+    handlers.insert(
+        cap("boom"),
+        Arc::new(handler_fn(|_| async { panic!("kaboom") })),
+    );
+    let worker = Worker::connect(config(&server, "e2e", "w1"), handlers)
+        .await
+        .expect("worker connects");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    let first = timeout(WAIT, heartbeats.next())
+        .await
+        .expect("heartbeat")
+        .expect("open");
+    let hb: Heartbeat = decode(&first.payload, 1 << 20).expect("heartbeat decodes");
+    assert_eq!(hb.worker.as_str(), "w1");
+    assert_eq!(hb.state, WorkerState::Ready);
+    assert_eq!(hb.capabilities, vec![cap("boom"), cap("echo")]);
+
+    // Garbage first: it must be terminated, not block or crash the worker.
+    js.publish(subjects.task(&cap("echo")), "garbage".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    publish(&js, &subjects, &assignment("t1", "echo", json!({"x": 1}))).await;
+    let result = next_result(&mut results).await;
+    assert_eq!(result.task.as_str(), "t1");
+    assert_eq!(result.worker.as_str(), "w1");
+    match result.outcome {
+        Outcome::Succeeded { output } => assert_eq!(output["input"], json!({"x": 1})),
+        other => panic!("expected success, got {other:?}"),
+    }
+
+    publish(&js, &subjects, &assignment("t2", "boom", json!(null))).await;
+    let result = next_result(&mut results).await;
+    match result.outcome {
+        Outcome::Failed { error, permanent } => {
+            assert!(error.contains("handler panicked: kaboom"), "{error}");
+            assert!(!permanent);
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // Results acked, garbage terminated: the work queue is empty.
+    wait_for_empty_tasks_stream(&js, &subjects).await;
+
+    // The result was stored with its message id.
+    let stored = js
+        .get_stream(subjects.results_stream())
+        .await
+        .expect("results stream")
+        .get_last_raw_message_by_subject(&subjects.result(
+            &RunId::new("run1").expect("run"),
+            &TaskId::new("t1").expect("task"),
+        ))
+        .await
+        .expect("stored result");
+    let msg_id = stored
+        .headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .map(|v| v.to_string());
+    assert_eq!(msg_id.as_deref(), Some("run1.t1.1.result"));
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let message = timeout(WAIT, heartbeats.next())
+            .await
+            .expect("heartbeat")
+            .expect("open");
+        let hb: Heartbeat = decode(&message.payload, 1 << 20).expect("decodes");
+        if hb.state == WorkerState::Stopped {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Stopped heartbeat");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server on PATH"]
+async fn a_drain_hands_unfinished_work_to_another_worker_at_once() {
+    let server = start_server().await;
+    let subjects = Subjects::new(Prefix::new("drain").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let mut results = client.subscribe(subjects.all_results()).await.expect("sub");
+
+    // Worker 1 never finishes; its drain grace period is short.
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let stuck = handler_fn(move |_| {
+        let started = started_tx.clone();
+        async move {
+            let _ = started.send(());
+            futures::future::pending::<()>().await;
+            Ok(Value::Null)
+        }
+    });
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(cap("slow"), Arc::new(stuck));
+    let mut config1 = config(&server, "drain", "w1");
+    config1.grace_period = Duration::from_millis(300);
+    let worker1 = Worker::connect(config1, handlers).await.expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker1.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut slow = assignment("t1", "slow", json!(null));
+    slow.timeout_ms = 600_000;
+    publish(&js, &subjects, &slow).await;
+    timeout(WAIT, started_rx.recv())
+        .await
+        .expect("worker 1 started the task");
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker 1 stops after its grace period")
+        .expect("no panic")
+        .expect("clean stop");
+
+    // Worker 2 gets it well before ack_wait (60s) would have redelivered it.
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(
+        cap("slow"),
+        Arc::new(handler_fn(|_| async { Ok(json!("done")) })),
+    );
+    let worker2 = Worker::connect(config(&server, "drain", "w2"), handlers)
+        .await
+        .expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker2.run(async {
+        let _ = stopped.await;
+    }));
+    let result = next_result(&mut results).await;
+    assert_eq!(result.worker.as_str(), "w2");
+    assert_eq!(
+        result.outcome,
+        Outcome::Succeeded {
+            output: json!("done")
+        }
+    );
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker 2 stops")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server on PATH"]
+async fn progress_acks_keep_a_long_task_from_being_redelivered() {
+    let server = start_server().await;
+    let subjects = Subjects::new(Prefix::new("progress").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let mut results = client.subscribe(subjects.all_results()).await.expect("sub");
+
+    // Runs for three ack_waits; a redelivery would reach the idle second slot and run it again.
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = calls.clone();
+    let long = handler_fn(move |_| {
+        let calls = counted.clone();
+        async move {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(json!("finished"))
+        }
+    });
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(cap("long"), Arc::new(long));
+    let config = WorkerConfig {
+        ack_wait: Duration::from_secs(1),
+        concurrency: 2,
+        ..config(&server, "progress", "w1")
+    };
+    let worker = Worker::connect(config, handlers).await.expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    publish(&js, &subjects, &assignment("t1", "long", json!(null))).await;
+    let result = next_result(&mut results).await;
+    assert_eq!(
+        result.outcome,
+        Outcome::Succeeded {
+            output: json!("finished")
+        }
+    );
+    wait_for_empty_tasks_stream(&js, &subjects).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
+}

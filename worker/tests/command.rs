@@ -1,0 +1,273 @@
+//! `CommandHandler` against real `sh` processes; no broker.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use workforce_shared::{Attempt, Capability, RunId, TaskId};
+use workforce_worker::{CommandHandler, HandlerError, PERMANENT_FAILURE_EXIT_CODE, TaskContext};
+
+fn task(input: Value) -> TaskContext {
+    TaskContext {
+        run: RunId::new("run-1").expect("run"),
+        task: TaskId::new("review").expect("task"),
+        attempt: Attempt(3),
+        capability: Capability::new("security").expect("capability"),
+        input,
+        upstream: BTreeMap::from([(TaskId::new("plan").expect("task"), json!({"steps": 2}))]),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+async fn run(command: &str) -> Result<Value, HandlerError> {
+    CommandHandler::new(command).run(&task(json!(null))).await
+}
+
+fn retryable(result: Result<Value, HandlerError>) -> String {
+    match result {
+        Err(HandlerError::Retryable(message)) => message,
+        other => panic!("expected a retryable failure, got {other:?}"),
+    }
+}
+
+fn permanent(result: Result<Value, HandlerError>) -> String {
+    match result {
+        Err(HandlerError::Permanent(message)) => message,
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn json_stdout_is_parsed() {
+    let output = run(r#"printf '  {"ok": true, "n": [1, 2]}\n\n'"#)
+        .await
+        .expect("success");
+    assert_eq!(output, json!({"ok": true, "n": [1, 2]}));
+    assert_eq!(run("echo 42").await.expect("success"), json!(42));
+}
+
+#[tokio::test]
+async fn text_stdout_becomes_a_trimmed_string() {
+    let output = run("printf '\\n  hello world  \\n'")
+        .await
+        .expect("success");
+    assert_eq!(output, json!("hello world"));
+    assert_eq!(run("true").await.expect("success"), json!(""));
+}
+
+#[tokio::test]
+async fn the_task_arrives_as_json_on_stdin() {
+    let input = json!({"paths": ["src", "tests"], "depth": 3});
+    let output = CommandHandler::new("cat")
+        .run(&task(input.clone()))
+        .await
+        .expect("success");
+    assert_eq!(
+        output,
+        json!({
+            "run": "run-1",
+            "task": "review",
+            "attempt": 3,
+            "capability": "security",
+            "input": input,
+            "upstream": {"plan": {"steps": 2}},
+        })
+    );
+}
+
+#[tokio::test]
+async fn task_ids_are_in_the_environment() {
+    let output = run(r#"printf '%s|%s|%s|%s' "$WORKFORCE_RUN" "$WORKFORCE_TASK" "$WORKFORCE_ATTEMPT" "$WORKFORCE_CAPABILITY""#)
+        .await
+        .expect("success");
+    assert_eq!(output, json!("run-1|review|3|security"));
+}
+
+#[tokio::test]
+async fn runs_in_the_working_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = CommandHandler::new("pwd -P")
+        .workdir(dir.path())
+        .run(&task(json!(null)))
+        .await
+        .expect("success");
+    let expected = dir.path().canonicalize().expect("canonical");
+    assert_eq!(output, json!(expected.to_str().expect("utf-8 path")));
+}
+
+#[tokio::test]
+async fn a_missing_working_directory_is_a_retryable_failure() {
+    let message = retryable(
+        CommandHandler::new("true")
+            .workdir("/no/such/dir")
+            .run(&task(json!(null)))
+            .await,
+    );
+    assert!(message.contains("/no/such/dir"), "{message}");
+}
+
+#[tokio::test]
+async fn exit_1_is_retryable_with_the_stderr_tail() {
+    let message = retryable(run("echo partial; echo 'disk is full' >&2; exit 1").await);
+    assert!(message.contains("status 1"), "{message}");
+    assert!(message.contains("disk is full"), "{message}");
+}
+
+#[tokio::test]
+async fn the_stderr_tail_is_bounded_and_keeps_the_end() {
+    let message =
+        retryable(run("head -c 100000 /dev/zero | tr '\\0' x >&2; echo THE-END >&2; exit 3").await);
+    assert!(message.contains("status 3"), "{message}");
+    assert!(
+        message.ends_with("THE-END"),
+        "{}",
+        &message[message.len() - 40..]
+    );
+    assert!(message.len() < 4096 + 200, "{} bytes", message.len());
+}
+
+#[tokio::test]
+async fn exit_100_is_permanent() {
+    let message = permanent(
+        run(&format!(
+            "echo 'input is not a repository' >&2; exit {PERMANENT_FAILURE_EXIT_CODE}"
+        ))
+        .await,
+    );
+    assert!(message.contains("status 100"), "{message}");
+    assert!(message.contains("input is not a repository"), "{message}");
+}
+
+#[tokio::test]
+async fn death_by_signal_is_retryable() {
+    let message = retryable(run("kill -s KILL $$").await);
+    assert!(message.contains("signal 9"), "{message}");
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_command_and_is_retryable() {
+    let mut t = task(json!(null));
+    t.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let message = retryable(
+        CommandHandler::new("echo starting >&2; sleep 60")
+            .run(&t)
+            .await,
+    );
+    assert!(message.contains("timed out after 300ms"), "{message}");
+    assert!(message.contains("starting"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("pid");
+    let mut t = task(json!(null));
+    t.timeout = Duration::from_millis(500);
+    // A grandchild that would outlive the shell, holding stdout open.
+    let command = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+    let message = retryable(CommandHandler::new(command).run(&t).await);
+    assert!(message.contains("timed out"), "{message}");
+
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    let pid = pid.trim();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_alive(pid) {
+        assert!(Instant::now() < deadline, "grandchild {pid} still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Running and not a zombie (an unreaped orphan counts as dead).
+#[cfg(target_os = "linux")]
+fn is_alive(pid: &str) -> bool {
+    match std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            !matches!(state, Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn oversized_stdout_is_permanent_and_names_size_and_limit() {
+    let message = permanent(
+        CommandHandler::new("head -c 2000 /dev/zero | tr '\\0' a")
+            .max_output_bytes(1000)
+            .run(&task(json!(null)))
+            .await,
+    );
+    assert!(message.contains("2000 bytes"), "{message}");
+    assert!(message.contains("1000 bytes"), "{message}");
+}
+
+#[tokio::test]
+async fn large_output_and_input_do_not_deadlock() {
+    // Writes megabytes to stdout and stderr before reading a megabyte of stdin: a handler that
+    // wrote stdin first, or read one pipe at a time, would block forever.
+    let command = "head -c 4000000 /dev/zero | tr '\\0' x; \
+                   head -c 3000000 /dev/zero >&2; \
+                   cat > /dev/null";
+    let mut t = task(json!("y".repeat(1_000_000)));
+    t.timeout = Duration::from_secs(60);
+    let output = CommandHandler::new(command)
+        .max_output_bytes(8 * 1024 * 1024)
+        .run(&t)
+        .await
+        .expect("success");
+    assert_eq!(output.as_str().map(str::len), Some(4_000_000));
+}
+
+#[tokio::test]
+async fn a_command_that_ignores_stdin_is_fine() {
+    let mut t = task(json!("z".repeat(2_000_000)));
+    t.timeout = Duration::from_secs(60);
+    let output = CommandHandler::new("echo done")
+        .run(&t)
+        .await
+        .expect("success");
+    assert_eq!(output, json!("done"));
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn dropping_the_attempt_kills_the_whole_process_group() {
+    // What the worker does to an attempt it abandons (end of a drain, or a handler ignoring its
+    // timeout): drop the future.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("pid");
+    let command = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+    let handler = CommandHandler::new(command);
+    let t = task(json!(null));
+    // Boxed, so that `drop` below drops the future itself.
+    let mut running = Box::pin(handler.run(&t));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists()
+        || std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().is_empty())
+    {
+        assert!(Instant::now() < deadline, "command did not start");
+        tokio::select! {
+            result = &mut running => panic!("command finished early: {result:?}"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    drop(running);
+
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    let pid = pid.trim();
+    while is_alive(pid) {
+        assert!(Instant::now() < deadline, "grandchild {pid} still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
