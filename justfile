@@ -303,8 +303,7 @@ lint:
 # Build the NATS image and the debug binaries (integration tests spawn them), run all tests.
 test *args: nats-image
     cargo build --workspace --bins
-    # nats-server on PATH too, for tests that run it directly (`just test -- --include-ignored`).
-    PATH={{ quote(tools / "nats" / "bin") }}:"$PATH" cargo test --workspace {{ args }}
+    cargo test --workspace {{ args }}
 
 # Lint, then test: what a change must pass.
 verify: lint test

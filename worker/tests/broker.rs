@@ -1,18 +1,19 @@
 //! The worker against a real NATS server: results stored and acked, undecodable assignments
 //! terminated, panics reported, heartbeats, and a drain handing unfinished work back.
 //!
-//! Needs `nats-server` on PATH: `cargo test -p workforce-worker --test broker -- --ignored`.
+//! NATS runs in a container through testcontainers, from the image `just nats-image` builds.
 //! (The workspace's `tests/` crate runs the full system in containers.)
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use testcontainers::clients::Cli;
+use testcontainers::core::WaitFor;
+use testcontainers::{Container, GenericImage, RunnableImage};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
     Assignment, Attempt, Capability, Heartbeat, Outcome, PROTOCOL_VERSION, Prefix, RunId, Subjects,
@@ -22,42 +23,30 @@ use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, handler_fn
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A NATS server with JetStream in its own container (the `workforce-nats:local` image that
+/// `just nats-image` builds).
 struct Server {
-    child: Child,
+    _container: Container<'static, GenericImage>,
     url: String,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn docker() -> &'static Cli {
+    static DOCKER: OnceLock<Cli> = OnceLock::new();
+    DOCKER.get_or_init(Cli::default)
 }
 
 async fn start_server() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server on PATH");
-    let url = format!("nats://127.0.0.1:{port}");
-    let deadline = Instant::now() + WAIT;
-    while async_nats::connect(&url).await.is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let container = tokio::task::block_in_place(|| {
+        let image = GenericImage::new("workforce-nats", "local")
+            .with_exposed_port(4222)
+            .with_wait_for(WaitFor::message_on_stderr("Server is ready"));
+        let args = vec!["-js".to_owned(), "-sd".to_owned(), "/data".to_owned()];
+        docker().run(RunnableImage::from((image, args)))
+    });
+    let url = format!("nats://127.0.0.1:{}", container.get_host_port_ipv4(4222));
     Server {
-        child,
+        _container: container,
         url,
-        _dir: dir,
     }
 }
 
@@ -123,8 +112,7 @@ async fn wait_for_empty_tasks_stream(js: &jetstream::Context, subjects: &Subject
     }
 }
 
-#[tokio::test]
-#[ignore = "needs nats-server on PATH"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_commands_and_rust_handlers_end_to_end() {
     let server = start_server().await;
     let subjects = Subjects::new(Prefix::new("e2e").expect("prefix"));
@@ -223,8 +211,7 @@ async fn serves_commands_and_rust_handlers_end_to_end() {
     }
 }
 
-#[tokio::test]
-#[ignore = "needs nats-server on PATH"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_hands_unfinished_work_to_another_worker_at_once() {
     let server = start_server().await;
     let subjects = Subjects::new(Prefix::new("drain").expect("prefix"));
@@ -294,8 +281,7 @@ async fn a_drain_hands_unfinished_work_to_another_worker_at_once() {
         .expect("clean stop");
 }
 
-#[tokio::test]
-#[ignore = "needs nats-server on PATH"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_acks_keep_a_long_task_from_being_redelivered() {
     let server = start_server().await;
     let subjects = Subjects::new(Prefix::new("progress").expect("prefix"));
