@@ -27,6 +27,10 @@ pub struct CoordinatorConfig {
     /// How long the broker waits for the coordinator to ack a result before redelivering.
     #[serde(with = "duration")]
     pub results_ack_wait: Duration,
+    /// How long past a task's timeout the coordinator waits for a result before it fails the
+    /// attempt itself (the worker's own timeout normally reports first, with the stderr tail).
+    #[serde(with = "duration")]
+    pub attempt_grace: Duration,
     /// Most inputs committed in one write transaction.
     pub max_batch: usize,
     #[serde(with = "duration")]
@@ -46,6 +50,7 @@ impl Default for CoordinatorConfig {
             max_message_bytes: 1024 * 1024,
             max_input_bytes: workforce_shared::plan::DEFAULT_MAX_INPUT_BYTES,
             results_ack_wait: Duration::from_secs(30),
+            attempt_grace: Duration::from_secs(10),
             max_batch: 512,
             results_max_age: streams.results_max_age,
             duplicate_window: streams.duplicate_window,
@@ -171,6 +176,9 @@ pub struct CoordinatorArgs {
     /// Largest message the coordinator decodes [default: 1048576]
     #[arg(long, env = "WORKFORCE_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// How long past a task's timeout to wait for its result before failing the attempt [default: 10s]
+    #[arg(long, env = "WORKFORCE_ATTEMPT_GRACE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub attempt_grace: Option<Duration>,
     /// How long the broker waits for the coordinator's ack of a result [default: 30s]
     #[arg(long, env = "WORKFORCE_RESULTS_ACK_WAIT", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub results_ack_wait: Option<Duration>,
@@ -197,6 +205,9 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.max_message_bytes {
             config.max_message_bytes = v;
+        }
+        if let Some(v) = self.attempt_grace {
+            config.attempt_grace = v;
         }
         if let Some(v) = self.results_ack_wait {
             config.results_ack_wait = v;

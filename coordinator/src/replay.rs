@@ -45,7 +45,8 @@ fn concerns(decision: &Decision, run: &RunId) -> bool {
         | Decision::DeadLettered { run: r, .. }
         | Decision::TaskCanceled { run: r, .. }
         | Decision::RunFinished { run: r, .. }
-        | Decision::ResultIgnored { run: r, .. } => r == run,
+        | Decision::ResultIgnored { run: r, .. }
+        | Decision::StopAttempt { run: r, .. } => r == run,
         Decision::InputRejected { .. } => false,
     }
 }

@@ -226,7 +226,8 @@ pub fn simulate(
                     | Decision::TaskCompleted { .. }
                     | Decision::DeadLettered { .. }
                     | Decision::TaskCanceled { .. }
-                    | Decision::ResultIgnored { .. } => {}
+                    | Decision::ResultIgnored { .. }
+                    | Decision::StopAttempt { .. } => {}
                 }
                 recorder.record(Event {
                     at_ms: now,

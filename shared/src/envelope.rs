@@ -91,6 +91,20 @@ impl Envelope for Heartbeat {
     const KIND: &'static str = "heartbeat";
 }
 
+/// Sent by the coordinator on `<prefix>.control.stop` (core NATS) when an attempt timed out:
+/// whichever worker runs it stops it and reports nothing; its outcome no longer counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StopAttempt {
+    pub v: u16,
+    pub run: RunId,
+    pub task: TaskId,
+    pub attempt: Attempt,
+}
+
+impl Envelope for StopAttempt {
+    const KIND: &'static str = "stop request";
+}
+
 /// One failed attempt, as the dead-letter stream keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptError {

@@ -27,8 +27,8 @@ pub mod subjects;
 pub use backoff::retry_delay_ms;
 pub use codec::{CodecError, Envelope, decode, encode};
 pub use envelope::{
-    Assignment, AttemptError, DeadLetter, Heartbeat, Outcome, PROTOCOL_VERSION, TaskResult,
-    WorkerState,
+    Assignment, AttemptError, DeadLetter, Heartbeat, Outcome, PROTOCOL_VERSION, StopAttempt,
+    TaskResult, WorkerState,
 };
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
 pub use plan::{Plan, PlanError, PlanFormat, PlanLimits, PlanProblem, RetryPolicy, TaskSpec};

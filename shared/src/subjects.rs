@@ -8,6 +8,7 @@
 //! | dead letters (stream `<P>_DLQ`) | `<prefix>.dlq.<run>.<task>` |
 //! | worker heartbeats (core NATS) | `<prefix>.workers.<worker>` |
 //! | operator API (core NATS request/reply) | `<prefix>.api.<verb>` |
+//! | stop a timed-out attempt (core NATS) | `<prefix>.control.stop` |
 
 use std::fmt;
 use std::str::FromStr;
@@ -168,6 +169,11 @@ impl Subjects {
 
     pub fn heartbeat(&self, worker: &WorkerId) -> String {
         format!("{}.workers.{worker}", self.prefix)
+    }
+
+    /// Where the coordinator tells workers to stop a timed-out attempt (core NATS).
+    pub fn stop(&self) -> String {
+        format!("{}.control.stop", self.prefix)
     }
 
     /// Every API verb's subject, for the coordinator's subscription.

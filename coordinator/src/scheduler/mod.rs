@@ -55,6 +55,14 @@ pub enum Input {
     },
     /// An operator asked to cancel a run.
     CancelRequested { run: RunId },
+    /// A dispatched attempt ran past its timeout (plus the coordinator's grace) with no result.
+    AttemptTimedOut {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// The coordinator (re)started on this log. Changes nothing; recorded so the log shows it.
+    CoordinatorStarted,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +94,12 @@ pub enum Decision {
         capability: Capability,
     },
     TaskCompleted {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// Tell whichever worker runs this attempt to stop it: its outcome no longer counts.
+    StopAttempt {
         run: RunId,
         task: TaskId,
         attempt: Attempt,
@@ -159,6 +173,9 @@ pub enum IgnoreReason {
     AlreadyFinished,
 }
 
+/// The worker id recorded for failures the coordinator itself decides (timeouts).
+pub const COORDINATOR: &str = "coordinator";
+
 /// Sort key of a ready task: higher priority, then earlier run, then plan order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct ReadyKey {
@@ -210,6 +227,10 @@ impl Scheduler {
                 self.workers.remove(worker);
             }
             Input::CancelRequested { run } => self.cancel(run, &mut out),
+            Input::AttemptTimedOut { run, task, attempt } => {
+                self.timed_out(run, task, *attempt, &mut out)
+            }
+            Input::CoordinatorStarted => {}
         }
         self.dispatch(&mut out);
         out
@@ -365,6 +386,33 @@ impl Scheduler {
             // remove from the ready sets or in-flight counts.
         }
         self.finish_if_done(run, out);
+    }
+
+    fn timed_out(&mut self, run: &RunId, task: &TaskId, attempt: Attempt, out: &mut Vec<Decision>) {
+        let Some(state) = self.runs.get(run) else {
+            return;
+        };
+        let Some(index) = state.index_of(task) else {
+            return;
+        };
+        // Only the attempt still running can time out; a late timer changes nothing.
+        if state.tasks[index].phase != (Phase::Running { attempt }) {
+            return;
+        }
+        let spec = &state.plan.tasks[index];
+        let capability = spec.capability.clone();
+        let error = format!(
+            "attempt {attempt} timed out: no result within its timeout of {}ms",
+            spec.timeout_ms
+        );
+        out.push(Decision::StopAttempt {
+            run: run.clone(),
+            task: task.clone(),
+            attempt,
+        });
+        self.release(&capability);
+        let coordinator = WorkerId::sanitized(COORDINATOR);
+        self.fail(run, index, attempt, &coordinator, &error, false, out);
     }
 
     fn retry_due(&mut self, run: &RunId, task: &TaskId, attempt: Attempt) {
@@ -573,6 +621,21 @@ impl Scheduler {
             }
         }
         out
+    }
+
+    /// Whether `attempt` of the task is the one running now.
+    pub fn is_running(&self, run: &RunId, task: &TaskId, attempt: Attempt) -> bool {
+        self.runs.get(run).is_some_and(|state| {
+            state
+                .index_of(task)
+                .is_some_and(|i| state.tasks[i].phase == (Phase::Running { attempt }))
+        })
+    }
+
+    /// The task's timeout, for arming the coordinator's deadline on a dispatch.
+    pub fn timeout_ms(&self, run: &RunId, task: &TaskId) -> Option<u64> {
+        let state = self.runs.get(run)?;
+        Some(state.plan.tasks[state.index_of(task)?].timeout_ms)
     }
 
     pub fn has_run(&self, run: &RunId) -> bool {

@@ -469,3 +469,56 @@ fn the_same_inputs_give_the_same_decisions() {
         })
     ));
 }
+
+#[test]
+fn a_timed_out_attempt_is_stopped_and_retried_and_its_late_result_ignored() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(
+        &mut s,
+        "[[tasks]]\nid = \"slow\"\ncapability = \"c\"\ntimeout = \"1s\"\nretry = { max_attempts = 2, initial_backoff = \"100ms\" }\n",
+    );
+    let timed_out = |attempt| Input::AttemptTimedOut {
+        run: run(),
+        task: id("slow"),
+        attempt: Attempt(attempt),
+    };
+    let d = s.apply(&timed_out(1));
+    assert_eq!(
+        d,
+        vec![
+            Decision::StopAttempt {
+                run: run(),
+                task: id("slow"),
+                attempt: Attempt(1)
+            },
+            Decision::RetryScheduled {
+                run: run(),
+                task: id("slow"),
+                attempt: Attempt(2),
+                delay_ms: 100
+            },
+        ]
+    );
+    // The slot is free again, and a stale timer or result for attempt 1 changes nothing.
+    assert!(s.apply(&timed_out(1)).is_empty());
+    assert!(matches!(
+        s.apply(&ok("slow", 1)).as_slice(),
+        [Decision::ResultIgnored {
+            reason: IgnoreReason::StaleAttempt,
+            ..
+        }]
+    ));
+    s.apply(&Input::RetryDue {
+        run: run(),
+        task: id("slow"),
+        attempt: Attempt(2),
+    });
+    let d = s.apply(&timed_out(2));
+    assert!(
+        matches!(&d[1], Decision::DeadLettered { attempts: 2, error, .. } if error.contains("timed out")),
+        "{d:?}"
+    );
+    let letter = s.dead_letter(&run(), &id("slow")).expect("dead letter");
+    assert_eq!(letter.errors[0].worker.as_str(), COORDINATOR);
+}

@@ -7,13 +7,14 @@
 //! answers requests.
 
 mod effects;
+mod failpoint;
 mod intake;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -30,6 +31,7 @@ use crate::log::{Entry, Event, EventLog, LogError};
 use crate::replay::{ReplayError, replay};
 use crate::scheduler::{Decision, Input, Scheduler, WorkerLeftReason};
 use effects::Effect;
+use failpoint::Failpoint;
 use intake::Intake;
 
 /// The worker id the coordinator uses for failures it records itself.
@@ -54,24 +56,34 @@ pub enum CoordinatorError {
     Intake(String),
 }
 
-/// Retry timers, by due time (Unix ms) then insertion order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerKind {
+    /// A retry's backoff has elapsed.
+    RetryDue,
+    /// A dispatched attempt's timeout (plus grace) has elapsed.
+    Deadline,
+}
+
+type Timer = (TimerKind, RunId, TaskId, Attempt);
+
+/// Timers, by due time (Unix ms) then insertion order.
 #[derive(Debug, Default)]
 struct Timers {
-    due: BTreeMap<(u64, u64), (RunId, TaskId, Attempt)>,
+    due: BTreeMap<(u64, u64), Timer>,
     order: u64,
 }
 
 impl Timers {
-    fn insert(&mut self, due_ms: u64, key: (RunId, TaskId, Attempt)) {
+    fn insert(&mut self, due_ms: u64, timer: Timer) {
         self.order += 1;
-        self.due.insert((due_ms, self.order), key);
+        self.due.insert((due_ms, self.order), timer);
     }
 
     fn next_due(&self) -> Option<u64> {
         self.due.keys().next().map(|(due, _)| *due)
     }
 
-    fn take_due(&mut self, now_ms: u64) -> Vec<(RunId, TaskId, Attempt)> {
+    fn take_due(&mut self, now_ms: u64) -> Vec<Timer> {
         let later = self.due.split_off(&(now_ms + 1, 0));
         std::mem::replace(&mut self.due, later)
             .into_values()
@@ -104,11 +116,14 @@ fn base36(mut n: u64) -> String {
 struct Pending {
     events: Vec<Event>,
     effects: Vec<Effect>,
-    acks: Vec<jetstream::Message>,
+    /// Results to acknowledge once committed: acked, or terminated when the log rejected them.
+    acks: Vec<(jetstream::Message, AckKind)>,
     replies: Vec<(async_nats::Subject, ApiResponse)>,
     /// Queries, answered from the state after the batch is applied.
     queries: Vec<(async_nats::Subject, Request)>,
-    timers: Vec<(u64, (RunId, TaskId, Attempt))>,
+    timers: Vec<(u64, Timer)>,
+    /// Attempts to tell workers to stop (best effort: a worker's own timeout is the backstop).
+    stops: Vec<workforce_shared::StopAttempt>,
 }
 
 #[derive(Debug)]
@@ -127,6 +142,7 @@ pub struct Coordinator {
     owed: Vec<Effect>,
     /// Inputs the coordinator generated itself, applied in the next batch.
     deferred: Vec<Input>,
+    failpoint: Failpoint,
 }
 
 impl Coordinator {
@@ -149,6 +165,7 @@ impl Coordinator {
         // Timers of tasks still backing off, and dead letters that may not have been published.
         let backing_off: BTreeSet<(RunId, TaskId, Attempt)> =
             scheduler.backing_off().into_iter().collect();
+        let running: BTreeSet<(RunId, TaskId, Attempt)> = scheduler.running().into_iter().collect();
         let mut timers = Timers::default();
         let mut owed = Vec::new();
         for (seq, event) in &events {
@@ -161,7 +178,19 @@ impl Coordinator {
                 }) => {
                     let key = (run.clone(), task.clone(), *attempt);
                     if backing_off.contains(&key) {
-                        timers.insert(event.at_ms.saturating_add(*delay_ms), key);
+                        timers.insert(
+                            event.at_ms.saturating_add(*delay_ms),
+                            (TimerKind::RetryDue, key.0, key.1, key.2),
+                        );
+                    }
+                }
+                Entry::Decision(Decision::Dispatch {
+                    run, task, attempt, ..
+                }) => {
+                    let key = (run.clone(), task.clone(), *attempt);
+                    if running.contains(&key) {
+                        let due = Self::deadline(&config, &scheduler, event.at_ms, run, task);
+                        timers.insert(due, (TimerKind::Deadline, key.0, key.1, key.2));
                     }
                 }
                 Entry::Decision(Decision::DeadLettered { run, task, .. })
@@ -212,8 +241,22 @@ impl Coordinator {
             timers,
             liveness,
             owed,
-            deferred: Vec::new(),
+            deferred: vec![Input::CoordinatorStarted],
+            failpoint: Failpoint::from_env(),
         })
+    }
+
+    /// When the coordinator gives up on an attempt dispatched at `at_ms`.
+    fn deadline(
+        config: &CoordinatorConfig,
+        scheduler: &Scheduler,
+        at_ms: u64,
+        run: &RunId,
+        task: &TaskId,
+    ) -> u64 {
+        let timeout = scheduler.timeout_ms(run, task).unwrap_or(0);
+        let grace = u64::try_from(config.attempt_grace.as_millis()).unwrap_or(u64::MAX);
+        at_ms.saturating_add(timeout).saturating_add(grace)
     }
 
     /// Serves until `shutdown` resolves: stops intake, lets the current batch finish, flushes.
@@ -242,7 +285,8 @@ impl Coordinator {
             limit,
         ));
         info!(nats = %self.config.nats_url, "coordinator running");
-        self.settle_owed().await?;
+        let started = std::mem::take(&mut self.deferred);
+        self.process(Vec::new(), started).await?;
 
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -280,7 +324,14 @@ impl Coordinator {
                         .timers
                         .take_due(now_ms())
                         .into_iter()
-                        .map(|(run, task, attempt)| Input::RetryDue { run, task, attempt })
+                        .filter_map(|(kind, run, task, attempt)| match kind {
+                            TimerKind::RetryDue => Some(Input::RetryDue { run, task, attempt }),
+                            // Only worth recording while that attempt still runs.
+                            TimerKind::Deadline => self
+                                .scheduler
+                                .is_running(&run, &task, attempt)
+                                .then_some(Input::AttemptTimedOut { run, task, attempt }),
+                        })
                         .collect();
                     if let Err(e) = self.process(Vec::new(), inputs).await {
                         break Err(e);
@@ -337,8 +388,15 @@ impl Coordinator {
         for item in items {
             match item {
                 Intake::Result { result, message } => {
-                    pending.acks.push(message);
-                    self.apply(Input::ResultReceived { result }, at_ms, &mut pending);
+                    let at = self.apply(Input::ResultReceived { result }, at_ms, &mut pending);
+                    // A result the scheduler ignored (unknown, stale, duplicate) is terminated:
+                    // recorded once, never redelivered.
+                    let ignored = matches!(
+                        pending.events.get(at + 1).map(|e| &e.entry),
+                        Some(Entry::Decision(Decision::ResultIgnored { .. }))
+                    );
+                    let kind = if ignored { AckKind::Term } else { AckKind::Ack };
+                    pending.acks.push((message, kind));
                 }
                 Intake::Heartbeat(hb) => {
                     if let Some(input) = self.heartbeat(hb) {
@@ -349,19 +407,38 @@ impl Coordinator {
             }
         }
         if !pending.events.is_empty() {
+            self.failpoint.check(failpoint::BEFORE_COMMIT);
             let events = std::mem::take(&mut pending.events);
             let log = &mut self.log;
             let first = tokio::task::block_in_place(|| log.append(&events))?;
             debug!(first = %first, count = events.len(), "batch committed");
+            self.failpoint.check(failpoint::AFTER_COMMIT);
         }
         // Committed: now act.
-        for (due, key) in pending.timers {
-            self.timers.insert(due, key);
+        for (due, timer) in pending.timers {
+            self.timers.insert(due, timer);
         }
         self.owed.append(&mut pending.effects);
         self.settle_owed().await?;
-        for message in pending.acks {
-            if let Err(e) = message.ack().await {
+        for stop in pending.stops {
+            match encode(&stop) {
+                Ok(bytes) => {
+                    if let Err(e) = self
+                        .client
+                        .publish(self.subjects.stop(), bytes.into())
+                        .await
+                    {
+                        warn!(error = %e, "could not tell workers to stop a timed-out attempt");
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not encode a stop request"),
+            }
+        }
+        if !pending.acks.is_empty() {
+            self.failpoint.check(failpoint::AFTER_PUBLISH);
+        }
+        for (message, kind) in pending.acks {
+            if let Err(e) = message.ack_with(kind).await {
                 warn!(error = %e, "could not ack a result; the broker will redeliver it and it will be ignored as a duplicate");
             }
         }
@@ -382,9 +459,11 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Applies one input and records it, its decisions and what they owe.
-    fn apply(&mut self, input: Input, at_ms: u64, pending: &mut Pending) {
+    /// Applies one input and records it, its decisions and what they owe. Returns the
+    /// position of the input's event in the batch.
+    fn apply(&mut self, input: Input, at_ms: u64, pending: &mut Pending) -> usize {
         let decisions = self.scheduler.apply(&input);
+        let position = pending.events.len();
         pending.events.push(Event {
             at_ms,
             entry: Entry::Input(input),
@@ -398,6 +477,20 @@ impl Coordinator {
                     if let Some(a) = self.scheduler.assignment(run, task, *attempt) {
                         pending.effects.push(Effect::Assign(a));
                     }
+                    let due = Self::deadline(&self.config, &self.scheduler, at_ms, run, task);
+                    pending.timers.push((
+                        due,
+                        (TimerKind::Deadline, run.clone(), task.clone(), *attempt),
+                    ));
+                }
+                Decision::StopAttempt { run, task, attempt } => {
+                    warn!(run_id = %run, task_id = %task, attempt = %attempt, "attempt timed out; telling workers to stop it");
+                    pending.stops.push(workforce_shared::StopAttempt {
+                        v: PROTOCOL_VERSION,
+                        run: run.clone(),
+                        task: task.clone(),
+                        attempt: *attempt,
+                    });
                 }
                 Decision::RetryScheduled {
                     run,
@@ -408,7 +501,7 @@ impl Coordinator {
                     info!(run_id = %run, task_id = %task, attempt = %attempt, delay_ms, "retry scheduled");
                     pending.timers.push((
                         at_ms.saturating_add(*delay_ms),
-                        (run.clone(), task.clone(), *attempt),
+                        (TimerKind::RetryDue, run.clone(), task.clone(), *attempt),
                     ));
                 }
                 Decision::DeadLettered {
@@ -439,6 +532,7 @@ impl Coordinator {
                 entry: Entry::Decision(decision),
             });
         }
+        position
     }
 
     /// Turns a heartbeat into an input when it changes what the scheduler knows.
