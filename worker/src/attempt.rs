@@ -11,8 +11,11 @@ use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
-use tokio::sync::watch;
-use workforce_shared::{Capability, Outcome, PROTOCOL_VERSION, Subjects, TaskResult, WorkerId};
+use tokio::sync::{broadcast, watch};
+use workforce_shared::{
+    Attempt, Capability, Outcome, PROTOCOL_VERSION, RunId, StopAttempt, Subjects, TaskId,
+    TaskResult, WorkerId,
+};
 
 use crate::backoff::Backoff;
 use crate::handler::{Handler, TaskContext};
@@ -35,6 +38,9 @@ pub(crate) struct AttemptEnv {
     pub(crate) handlers: BTreeMap<Capability, Arc<dyn Handler>>,
     /// A third of ack_wait.
     pub(crate) progress_every: Duration,
+    pub(crate) max_deliveries: u32,
+    /// Stop requests from the coordinator, for attempts it timed out.
+    pub(crate) stops: broadcast::Sender<StopAttempt>,
     pub(crate) max_message_bytes: usize,
 }
 
@@ -63,10 +69,37 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     let started = Instant::now();
     tracing::info!(timeout_ms = assignment.timeout_ms, "attempt started");
 
+    let delivered = message.info().map_or(1, |info| info.delivered);
+    let stopped = stop_requested(env.stops.subscribe(), run.clone(), task.clone(), attempt);
     let outcome = match env.handlers.get(&assignment.capability).cloned() {
+        // Earlier deliveries never produced a result: the workers running it died or stalled.
+        // Running it again would likely kill this one too.
+        Some(_) if delivered > i64::from(env.max_deliveries) => Some(Outcome::Failed {
+            error: format!(
+                "attempt {attempt} was delivered {delivered} times without a result: the workers                  that ran it died or stalled (a poison task?); not running it again"
+            ),
+            permanent: false,
+        }),
         Some(handler) => {
-            let work = async move { invoke(handler.as_ref(), TaskContext::from(assignment)).await };
-            keep_alive(&message, env.progress_every, &mut abandon, work).await
+            let work = async move {
+                tokio::select! {
+                    outcome = invoke(handler.as_ref(), TaskContext::from(assignment)) => Some(outcome),
+                    () = stopped => None,
+                }
+            };
+            match keep_alive(&message, env.progress_every, &mut abandon, work).await {
+                Some(Some(outcome)) => Some(outcome),
+                Some(None) => {
+                    // The coordinator already failed this attempt; dropping the work killed it.
+                    tracing::warn!("the coordinator timed this attempt out; stopped it");
+                    if let Err(error) = message.ack_with(AckKind::Term).await {
+                        tracing::warn!(%error, "cannot terminate the stopped assignment");
+                    }
+                    drop(permit);
+                    return;
+                }
+                None => None,
+            }
         }
         // The coordinator sent a capability to a subject this worker consumes but has no
         // handler for: no retry on this worker can help.
@@ -123,6 +156,22 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     }
     acknowledge(&message).await;
     drop(permit);
+}
+
+/// Resolves when the coordinator asks to stop this attempt.
+async fn stop_requested(
+    mut stops: broadcast::Receiver<StopAttempt>,
+    run: RunId,
+    task: TaskId,
+    attempt: Attempt,
+) {
+    loop {
+        match stops.recv().await {
+            Ok(stop) if stop.run == run && stop.task == task && stop.attempt == attempt => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
 }
 
 /// Drives `work` while sending progress acks every `every`, so JetStream does not redeliver

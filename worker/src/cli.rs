@@ -88,6 +88,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKFORCE_MAX_OUTPUT_BYTES", value_name = "BYTES")]
     pub max_output_bytes: Option<usize>,
 
+    /// Deliveries of one assignment before it is failed without running again: its earlier
+    /// workers died or stalled on it (a poison task). [default: 3]
+    #[arg(long, env = "WORKFORCE_MAX_DELIVERIES", value_name = "N")]
+    pub max_deliveries: Option<u32>,
+
     /// Working directory of commands whose capability names none. [default: the worker's]
     #[arg(long, env = "WORKFORCE_WORKDIR", value_name = "DIR")]
     pub workdir: Option<PathBuf>,
@@ -139,6 +144,9 @@ impl WorkerArgs {
         }
         if let Some(bytes) = self.max_output_bytes {
             config.max_output_bytes = bytes;
+        }
+        if let Some(n) = self.max_deliveries {
+            config.max_deliveries = n;
         }
         if let Some(dir) = &self.workdir {
             config.workdir = Some(dir.clone());

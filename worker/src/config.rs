@@ -24,6 +24,7 @@ use crate::handler::Handler;
 /// grace_period = "30s"          # how long a drain waits for running tasks
 /// max_message_bytes = 1048576
 /// max_output_bytes = 524288
+/// max_deliveries = 3           # deliveries of one attempt before it is failed unrun
 /// workdir = "/srv/work"         # default working directory of commands
 ///
 /// [capabilities.review]
@@ -52,6 +53,9 @@ pub struct WorkerConfig {
     pub max_message_bytes: usize,
     /// Largest stdout a command may produce.
     pub max_output_bytes: usize,
+    /// An assignment delivered more often than this (its earlier workers died or stalled
+    /// running it: a poison task) is failed, retryably, without being run again.
+    pub max_deliveries: u32,
     /// Working directory of commands whose capability names none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<PathBuf>,
@@ -81,6 +85,7 @@ impl Default for WorkerConfig {
             grace_period: Duration::from_secs(30),
             max_message_bytes: 1024 * 1024,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_deliveries: 3,
             workdir: None,
             capabilities: BTreeMap::new(),
         }
@@ -143,6 +148,9 @@ impl WorkerConfig {
         }
         if self.max_message_bytes == 0 {
             return invalid("max_message_bytes", "must be at least 1");
+        }
+        if self.max_deliveries == 0 {
+            return invalid("max_deliveries", "must be at least 1");
         }
         if self.max_output_bytes == 0 {
             return invalid("max_output_bytes", "must be at least 1");

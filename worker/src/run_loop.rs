@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
-use tokio::sync::{Semaphore, mpsc, watch};
+use futures::StreamExt;
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::Instrument;
-use workforce_shared::{Capability, Subjects, WorkerState};
+use workforce_shared::{Capability, StopAttempt, Subjects, WorkerState, decode};
 
 use crate::attempt::{self, AttemptEnv};
 use crate::config::WorkerConfig;
@@ -36,6 +37,8 @@ pub(crate) struct RunLoop {
     attempts: JoinSet<()>,
     pullers: JoinSet<()>,
     puller_names: BTreeMap<tokio::task::Id, Capability>,
+    /// Listens for the coordinator's stop requests.
+    control: JoinSet<()>,
     deliveries: mpsc::Receiver<Delivery>,
     stop: watch::Sender<bool>,
     abandon: watch::Sender<bool>,
@@ -93,6 +96,17 @@ impl RunLoop {
             config.heartbeat_interval,
         );
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let (stops, _) = broadcast::channel(256);
+        let mut control = JoinSet::new();
+        control.spawn(
+            listen_for_stops(
+                client.clone(),
+                subjects.stop(),
+                stops.clone(),
+                config.max_message_bytes,
+            )
+            .instrument(tracing::info_span!("control")),
+        );
         let env = Arc::new(AttemptEnv {
             client: client.clone(),
             jetstream,
@@ -101,6 +115,8 @@ impl RunLoop {
             handlers,
             progress_every: (ack_wait / 3).max(Duration::from_millis(1)),
             max_message_bytes: config.max_message_bytes,
+            max_deliveries: config.max_deliveries,
+            stops,
         });
         Self {
             client,
@@ -110,6 +126,7 @@ impl RunLoop {
             attempts: JoinSet::new(),
             pullers,
             puller_names,
+            control,
             deliveries,
             stop,
             abandon: watch::channel(false).0,
@@ -141,6 +158,11 @@ impl RunLoop {
                     return Some(puller_failure(joined, &self.puller_names));
                 }
                 _ = self.ticks.tick() => self.beat(WorkerState::Ready).await,
+                Some(joined) = self.control.join_next(), if !self.control.is_empty() => {
+                    // Attempts still end by their own timeouts; only the coordinator's early
+                    // stop is lost.
+                    tracing::error!(?joined, "the stop-request listener ended");
+                }
             }
         }
     }
@@ -216,6 +238,8 @@ impl RunLoop {
 
     /// Announces `Stopped` and flushes, so the announcement and the last acks are sent.
     pub(crate) async fn finish(mut self) {
+        self.control.abort_all();
+        while self.control.join_next().await.is_some() {}
         self.heart.beat(WorkerState::Stopped, 0).await;
         match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
             Ok(Ok(())) => {}
@@ -226,6 +250,29 @@ impl RunLoop {
             malformed_assignments = self.malformed.load(Ordering::Relaxed),
             "stopped"
         );
+    }
+}
+
+/// Forwards the coordinator's stop requests to the attempts.
+async fn listen_for_stops(
+    client: async_nats::Client,
+    subject: String,
+    stops: broadcast::Sender<StopAttempt>,
+    max_bytes: usize,
+) {
+    let mut subscription = match client.subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, %subject, "cannot listen for stop requests");
+            return;
+        }
+    };
+    while let Some(message) = subscription.next().await {
+        match decode::<StopAttempt>(&message.payload, max_bytes) {
+            // No receiver means no attempt is running: nothing to stop.
+            Ok(stop) => drop(stops.send(stop)),
+            Err(error) => tracing::warn!(%error, "ignoring a malformed stop request"),
+        }
     }
 }
 
