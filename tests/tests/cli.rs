@@ -1,11 +1,9 @@
 //! The `workforce` CLI's offline commands, run as a real process: no NATS needed.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::bin;
+use workforce_tests::harness::bin;
 
 fn workforce(args: &[&str]) -> Output {
     std::process::Command::new(bin("workforce"))

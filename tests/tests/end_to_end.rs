@@ -1,15 +1,13 @@
 //! End to end: real NATS JetStream (testcontainers), the real coordinator and worker binaries.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{Cluster, WorkerSpec, decisions};
 use serde_json::{Value, json};
 use workforce_coordinator::log::Entry;
 use workforce_coordinator::scheduler::{Decision, Input, RunStatus, TaskStatus};
 use workforce_shared::{DeadLetter, Outcome, TaskResult, decode};
+use workforce_tests::harness::{Cluster, WorkerSpec, decisions};
 
 const ECHO: &str = "sleep 0.2; cat";
 
@@ -97,7 +95,7 @@ async fn a_dag_fans_out_and_in_across_three_workers_every_task_once() -> anyhow:
     }
     assert!(workers_used.len() >= 2, "work was spread: {workers_used:?}");
 
-    let events = cluster.stop_and_replay().await?;
+    let events = cluster.stop_and_check().await?;
     let mut dispatches: BTreeMap<String, u32> = BTreeMap::new();
     let mut completions: BTreeMap<String, u32> = BTreeMap::new();
     for (_, d) in decisions(&events) {
@@ -137,7 +135,7 @@ retry = { max_attempts = 4, initial_backoff = "300ms", multiplier = 2.0 }
     assert_eq!(view.tasks[0].attempt, 3);
     assert_eq!(view.tasks[0].output, Some(json!({"ok": true})));
 
-    let events = cluster.stop_and_replay().await?;
+    let events = cluster.stop_and_check().await?;
     let decided = decisions(&events);
     let dispatched: Vec<(u64, u32)> = decided
         .iter()
@@ -240,11 +238,15 @@ capability = "alpha"
     let stream = js.get_stream(cluster.subjects.dead_letter_stream()).await?;
     let bad = "bad".parse()?;
     let subject = cluster.subjects.dead_letter(&run, &bad);
-    let message = common::eventually("the dead letter is stored", Duration::from_secs(10), || {
-        let stream = stream.clone();
-        let subject = subject.clone();
-        async move { Ok(stream.get_last_raw_message_by_subject(&subject).await.ok()) }
-    })
+    let message = workforce_tests::harness::eventually(
+        "the dead letter is stored",
+        Duration::from_secs(10),
+        || {
+            let stream = stream.clone();
+            let subject = subject.clone();
+            async move { Ok(stream.get_last_raw_message_by_subject(&subject).await.ok()) }
+        },
+    )
     .await?;
     let letter: DeadLetter = decode(&message.payload, 1 << 20)?;
     assert_eq!(letter.task, bad);
@@ -259,7 +261,7 @@ capability = "alpha"
         letter.errors
     );
 
-    let events = cluster.stop_and_replay().await?;
+    let events = cluster.stop_and_check().await?;
     let dispatched_children = decisions(&events).iter().any(|(_, d)| {
         matches!(d, Decision::Dispatch { task, .. } if task.as_str() == "child" || task.as_str() == "grandchild")
     });
@@ -273,9 +275,9 @@ capability = "alpha"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_coordinator_on_the_same_data_directory_fails_fast() -> anyhow::Result<()> {
     let cluster = Cluster::start(&[]).await?;
-    let mut second = common::Process::spawn(
+    let mut second = workforce_tests::harness::Process::spawn(
         "second-coordinator",
-        &common::bin("workforce-coordinator"),
+        &workforce_tests::harness::bin("workforce-coordinator"),
         &[
             "--nats".to_owned(),
             cluster.nats.url.clone(),

@@ -3,6 +3,7 @@
 //! fails is logged once and terminated (results) or answered with an error (requests), never
 //! passed on and never redelivered forever.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
@@ -12,6 +13,13 @@ use tracing::{debug, warn};
 use workforce_shared::{Heartbeat, Subjects, TaskResult, decode, encode};
 
 use crate::api::{ApiError, ApiErrorKind, ApiRequest, ApiResponse, Request};
+
+/// Messages rejected so far, over every subject: logged with each rejection.
+static REJECTED: AtomicU64 = AtomicU64::new(0);
+
+fn rejected() -> u64 {
+    REJECTED.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// One thing for the owner loop to act on.
 // Results dominate the channel; boxing them would add an allocation each for nothing.
@@ -75,7 +83,7 @@ pub(super) async fn results(
                 ),
                 Err(e) => e.to_string(),
             };
-            warn!(subject = %message.subject, problem = %problem, "rejecting message on the results stream");
+            warn!(subject = %message.subject, problem = %problem, rejected_total = rejected(), "rejecting message on the results stream");
             if let Err(e) = message.ack_with(AckKind::Term).await {
                 warn!(error = %e, "could not terminate a rejected result");
             }
@@ -105,10 +113,10 @@ pub(super) async fn heartbeats(
                 }
             }
             Ok(hb) => {
-                warn!(subject = %message.subject, worker = %hb.worker, "ignoring a heartbeat on another worker's subject")
+                warn!(subject = %message.subject, worker = %hb.worker, rejected_total = rejected(), "ignoring a heartbeat on another worker's subject")
             }
             Err(e) => {
-                warn!(subject = %message.subject, problem = %e, "ignoring a malformed heartbeat")
+                warn!(subject = %message.subject, problem = %e, rejected_total = rejected(), "ignoring a malformed heartbeat")
             }
         }
     }
@@ -144,7 +152,7 @@ pub(super) async fn api(
                     Ok(_) => "request sent on another verb's subject".to_owned(),
                     Err(e) => e.to_string(),
                 };
-                warn!(subject = %message.subject, problem = %problem, "rejecting an API request");
+                warn!(subject = %message.subject, problem = %problem, rejected_total = rejected(), "rejecting an API request");
                 if let Some(reply) = message.reply {
                     let response =
                         ApiResponse::new(Err(ApiError::new(ApiErrorKind::BadRequest, problem)));
