@@ -667,7 +667,7 @@ pub fn check_invariant(
     }
     for result in stored {
         ensure!(
-            logged.iter().any(|l| *l == result),
+            logged.contains(&result),
             "the broker stored a result the log lacks: {}/{} attempt {} from {}",
             result.run,
             result.task,
