@@ -179,6 +179,15 @@ pub struct CoordinatorArgs {
     /// How long past a task's timeout to wait for its result before failing the attempt [default: 10s]
     #[arg(long, env = "WORKFORCE_ATTEMPT_GRACE", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub attempt_grace: Option<Duration>,
+    /// Most inputs committed in one write transaction [default: 512]
+    #[arg(long, env = "WORKFORCE_MAX_BATCH", value_name = "N")]
+    pub max_batch: Option<usize>,
+    /// How long the results stream keeps results [default: 7days]
+    #[arg(long, env = "WORKFORCE_RESULTS_MAX_AGE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub results_max_age: Option<Duration>,
+    /// Window in which the broker drops a repeated message id [default: 10m]
+    #[arg(long, env = "WORKFORCE_DUPLICATE_WINDOW", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub duplicate_window: Option<Duration>,
     /// How long the broker waits for the coordinator's ack of a result [default: 30s]
     #[arg(long, env = "WORKFORCE_RESULTS_ACK_WAIT", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub results_ack_wait: Option<Duration>,
@@ -208,6 +217,15 @@ impl CoordinatorArgs {
         }
         if let Some(v) = self.attempt_grace {
             config.attempt_grace = v;
+        }
+        if let Some(v) = self.max_batch {
+            config.max_batch = v;
+        }
+        if let Some(v) = self.results_max_age {
+            config.results_max_age = v;
+        }
+        if let Some(v) = self.duplicate_window {
+            config.duplicate_window = v;
         }
         if let Some(v) = self.results_ack_wait {
             config.results_ack_wait = v;

@@ -55,13 +55,8 @@ pub enum TransportError {
     },
 }
 
-/// Creates the tasks, results and dead-letter streams if they do not exist.
-pub async fn ensure_streams(
-    js: &jetstream::Context,
-    subjects: &Subjects,
-    settings: &StreamSettings,
-) -> Result<(), TransportError> {
-    let configs = [
+fn stream_configs(subjects: &Subjects, settings: &StreamSettings) -> [stream::Config; 3] {
+    [
         stream::Config {
             name: subjects.tasks_stream(),
             subjects: vec![subjects.all_tasks()],
@@ -91,10 +86,38 @@ pub async fn ensure_streams(
             num_replicas: settings.replicas,
             ..Default::default()
         },
-    ];
-    for config in configs {
+    ]
+}
+
+/// Creates the tasks, results and dead-letter streams if they do not exist, leaving existing
+/// ones as they are. For workers: the coordinator's settings win ([`declare_streams`]).
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    settings: &StreamSettings,
+) -> Result<(), TransportError> {
+    for config in stream_configs(subjects, settings) {
         let name = config.name.clone();
         js.get_or_create_stream(config)
+            .await
+            .map_err(|source| TransportError::Stream {
+                stream: name,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Creates the streams, or updates existing ones to these settings. For the coordinator, which
+/// owns them: a worker that started first created them with defaults.
+pub async fn declare_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    settings: &StreamSettings,
+) -> Result<(), TransportError> {
+    for config in stream_configs(subjects, settings) {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
             .await
             .map_err(|source| TransportError::Stream {
                 stream: name,

@@ -23,15 +23,26 @@ use crate::ids::{Attempt, Capability, NameError, RunId, TaskId, WorkerId};
 pub struct Prefix(String);
 
 impl Prefix {
+    /// Tokens of lower-case ASCII letters, digits and '-', joined by '.'. Narrower than other
+    /// names so that stream names (the prefix upper-cased, '.' as '_') stay distinct.
     pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
         let value = value.into();
         for token in value.split('.') {
-            // Reuse the token rule; report the whole prefix.
-            Capability::new(token).map_err(|e| NameError {
+            // The general token rule first, for its precise messages; report the whole prefix.
+            let fail = |reason: String| NameError {
                 kind: "subject prefix",
                 value: value.clone(),
-                reason: format!("token {token:?} {}", e.reason),
-            })?;
+                reason: format!("token {token:?} {reason}"),
+            };
+            Capability::new(token).map_err(|e| fail(e.reason))?;
+            if let Some(bad) = token
+                .chars()
+                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+            {
+                return Err(fail(format!(
+                    "contains '{bad}'; a prefix uses only lower-case letters, digits and '-'"
+                )));
+            }
         }
         Ok(Self(value))
     }
@@ -233,7 +244,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_prefixes() {
-        for bad in ["", "a..b", "a.>", "a b", ".a"] {
+        for bad in ["", "a..b", "a.>", "a b", ".a", "a_b", "Acme"] {
             assert!(Prefix::new(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -76,7 +76,8 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
         // Running it again would likely kill this one too.
         Some(_) if delivered > i64::from(env.max_deliveries) => Some(Outcome::Failed {
             error: format!(
-                "attempt {attempt} was delivered {delivered} times without a result: the workers                  that ran it died or stalled (a poison task?); not running it again"
+                "attempt {attempt} was delivered {delivered} times without a result: the workers \
+                 that ran it died or stalled (a poison task?); not running it again"
             ),
             permanent: false,
         }),

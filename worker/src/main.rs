@@ -12,9 +12,9 @@ use workforce_worker::{Worker, WorkerArgs};
 async fn main() -> anyhow::Result<()> {
     let args = WorkerArgs::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(EnvFilter::try_from_env("WORKFORCE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
 
     let config = args

@@ -7,8 +7,9 @@
 //!
 //! Dispatch order: among ready tasks of a capability, higher priority first, then earlier run,
 //! then plan order. Dispatch is capacity-aware: a capability gets at most as many running tasks
-//! as its live workers announce, so the broker never holds a backlog that a later,
-//! higher-priority task would queue behind.
+//! as its live workers announce, so the broker holds no backlog that a later, higher-priority
+//! task would queue behind. A worker serving several capabilities counts its concurrency for
+//! each, which bounds (not removes) what the broker may hold for it.
 
 mod run;
 mod view;

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, info_span, warn};
-use workforce_shared::jetstream::{TransportError, ensure_streams, results_consumer};
+use workforce_shared::jetstream::{TransportError, declare_streams, results_consumer};
 use workforce_shared::{
     Attempt, Outcome, PROTOCOL_VERSION, Plan, PlanLimits, RunId, Subjects, TaskId, TaskResult,
     WorkerId, WorkerState, encode,
@@ -29,13 +29,10 @@ use crate::api::{ApiError, ApiErrorKind, ApiResponse, Reply, Request};
 use crate::config::CoordinatorConfig;
 use crate::log::{Entry, Event, EventLog, LogError};
 use crate::replay::{ReplayError, replay};
-use crate::scheduler::{Decision, Input, Scheduler, WorkerLeftReason};
+use crate::scheduler::{COORDINATOR, Decision, Input, Scheduler, WorkerLeftReason};
 use effects::Effect;
 use failpoint::Failpoint;
 use intake::Intake;
-
-/// The worker id the coordinator uses for failures it records itself.
-const COORDINATOR_WORKER: &str = "coordinator";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -140,7 +137,8 @@ pub struct Coordinator {
     liveness: BTreeMap<WorkerId, Instant>,
     /// Publishes that failed for now, retried on every tick.
     owed: Vec<Effect>,
-    /// Inputs the coordinator generated itself, applied in the next batch.
+    /// Inputs the coordinator generated itself (its start, failures of unpublishable
+    /// assignments), applied at start and on the next tick.
     deferred: Vec<Input>,
     failpoint: Failpoint,
 }
@@ -223,7 +221,7 @@ impl Coordinator {
             })?;
         let js = jetstream::new(client.clone());
         let subjects = Subjects::new(config.prefix.clone());
-        ensure_streams(&js, &subjects, &config.stream_settings()).await?;
+        declare_streams(&js, &subjects, &config.stream_settings()).await?;
         let results = results_consumer(&js, &subjects, config.results_ack_wait).await?;
         let deadline = Instant::now() + config.worker_timeout;
         let liveness = scheduler
@@ -446,8 +444,9 @@ impl Coordinator {
             let response = ApiResponse::new(self.query(request));
             pending.replies.push((reply, response));
         }
+        let max_payload = self.client.server_info().max_payload;
         for (reply, response) in pending.replies {
-            match encode(&response) {
+            match encode_reply(response, max_payload) {
                 Ok(bytes) => {
                     if let Err(e) = self.client.publish(reply, bytes.into()).await {
                         warn!(error = %e, "could not answer an API request");
@@ -540,20 +539,24 @@ impl Coordinator {
         let known = self.scheduler.known_workers().any(|w| *w == hb.worker);
         match hb.state {
             WorkerState::Ready => {
+                // Announced as a set: order and repeats are not a change.
+                let mut capabilities = hb.capabilities;
+                capabilities.sort();
+                capabilities.dedup();
                 let grace = Duration::from_millis(hb.interval_ms.saturating_mul(3))
                     .max(self.config.worker_timeout);
                 self.liveness
                     .insert(hb.worker.clone(), Instant::now() + grace);
                 if self
                     .scheduler
-                    .worker_matches(&hb.worker, &hb.capabilities, hb.concurrency)
+                    .worker_matches(&hb.worker, &capabilities, hb.concurrency)
                 {
                     return None;
                 }
-                info!(worker = %hb.worker, concurrency = hb.concurrency, capabilities = ?hb.capabilities, "worker joined");
+                info!(worker = %hb.worker, concurrency = hb.concurrency, capabilities = ?capabilities, "worker joined");
                 Some(Input::WorkerJoined {
                     worker: hb.worker,
-                    capabilities: hb.capabilities,
+                    capabilities,
                     concurrency: hb.concurrency,
                 })
             }
@@ -614,11 +617,16 @@ impl Coordinator {
                 }
             }
             Request::Cancel { run } => {
-                if self.scheduler.has_run(&run) {
-                    self.apply(Input::CancelRequested { run: run.clone() }, at_ms, pending);
-                    answer(pending, Ok(Reply::CancelRequested { run }));
-                } else {
-                    answer(pending, Err(not_found(&run)));
+                if !self.scheduler.has_run(&run) {
+                    return answer(pending, Err(not_found(&run)));
+                }
+                let at = self.apply(Input::CancelRequested { run: run.clone() }, at_ms, pending);
+                match pending.events.get(at + 1).map(|e| &e.entry) {
+                    Some(Entry::Decision(Decision::InputRejected { reason })) => answer(
+                        pending,
+                        Err(ApiError::new(ApiErrorKind::BadRequest, reason.clone())),
+                    ),
+                    _ => answer(pending, Ok(Reply::CancelRequested { run })),
                 }
             }
             query @ (Request::Status { .. } | Request::Runs | Request::Workers) => {
@@ -672,24 +680,47 @@ impl Coordinator {
         let outcome = effects::publish(&self.js, &self.subjects, max_payload, owed).await;
         self.owed = outcome.retry;
         for bad in outcome.unpublishable {
-            error!(reason = %bad.reason, "cannot publish");
-            if let Effect::Assign(a) = bad.effect
-                && let Ok(worker) = WorkerId::new(COORDINATOR_WORKER)
-            {
-                self.deferred.push(Input::ResultReceived {
-                    result: TaskResult {
-                        v: PROTOCOL_VERSION,
-                        run: a.run,
-                        task: a.task,
-                        attempt: a.attempt,
-                        worker,
-                        outcome: Outcome::Failed {
-                            error: bad.reason,
-                            permanent: true,
+            match bad.effect {
+                Effect::Assign(a) => {
+                    error!(reason = %bad.reason, "cannot publish an assignment; failing its task");
+                    self.deferred.push(Input::ResultReceived {
+                        result: TaskResult {
+                            v: PROTOCOL_VERSION,
+                            run: a.run,
+                            task: a.task,
+                            attempt: a.attempt,
+                            worker: WorkerId::sanitized(COORDINATOR),
+                            outcome: Outcome::Failed {
+                                error: bad.reason,
+                                permanent: true,
+                            },
+                            duration_ms: 0,
                         },
-                        duration_ms: 0,
-                    },
-                });
+                    });
+                }
+                // Too large with the task's data: send it without, once. The log keeps all.
+                Effect::DeadLetter(mut letter)
+                    if !letter.last_assignment.upstream.is_empty()
+                        || !letter
+                            .last_assignment
+                            .input
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("omitted: ")) =>
+                {
+                    warn!(reason = %bad.reason, "dead letter too large; sending it without the task's input and upstream outputs");
+                    letter.last_assignment.upstream.clear();
+                    letter.last_assignment.input = serde_json::Value::String(format!(
+                        "omitted: {}; the coordinator's event log keeps it",
+                        bad.reason
+                    ));
+                    self.owed.push(Effect::DeadLetter(letter));
+                }
+                Effect::DeadLetter(letter) => error!(
+                    run_id = %letter.run,
+                    task_id = %letter.task,
+                    reason = %bad.reason,
+                    "cannot publish a dead letter; the event log keeps the task's history"
+                ),
             }
         }
         if self.owed.is_empty() {
@@ -699,6 +730,35 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// Encodes a reply that fits the broker's max payload: a status too large for it is sent
+/// without task outputs (the results stream keeps them), anything else becomes an error.
+fn encode_reply(
+    response: ApiResponse,
+    max_payload: usize,
+) -> Result<Vec<u8>, workforce_shared::CodecError> {
+    let bytes = encode(&response)?;
+    if bytes.len() <= max_payload {
+        return Ok(bytes);
+    }
+    let size = bytes.len();
+    let slimmed = match response.result {
+        Ok(Reply::Status { mut view }) => {
+            for task in &mut view.tasks {
+                task.output = None;
+            }
+            encode(&ApiResponse::new(Ok(Reply::Status { view })))?
+        }
+        _ => Vec::new(),
+    };
+    if !slimmed.is_empty() && slimmed.len() <= max_payload {
+        return Ok(slimmed);
+    }
+    encode(&ApiResponse::new(Err(ApiError::new(
+        ApiErrorKind::Internal,
+        format!("the reply is {size} bytes, over the broker's max payload of {max_payload} bytes"),
+    ))))
 }
 
 fn not_found(run: &RunId) -> ApiError {
