@@ -44,6 +44,10 @@ pub enum CodecError {
     },
 }
 
+/// Deepest nesting of maps and arrays a message may have. Deeper input is refused before it
+/// can exhaust a thread's stack (tokio's are 2 MiB); plans are held to less by their parsers.
+pub const MAX_DEPTH: usize = 200;
+
 #[derive(serde::Deserialize)]
 struct VersionOnly {
     v: u16,
@@ -68,7 +72,7 @@ pub fn decode<T: Envelope>(bytes: &[u8], limit: usize) -> Result<T, CodecError> 
         kind: T::KIND,
         source,
     };
-    let VersionOnly { v } = rmp_serde::from_slice(bytes).map_err(malformed)?;
+    let VersionOnly { v } = from_slice(bytes).map_err(malformed)?;
     if !T::READS.contains(&v) {
         return Err(CodecError::WrongVersion {
             kind: T::KIND,
@@ -76,5 +80,11 @@ pub fn decode<T: Envelope>(bytes: &[u8], limit: usize) -> Result<T, CodecError> 
             supported: T::READS,
         });
     }
-    rmp_serde::from_slice(bytes).map_err(malformed)
+    from_slice(bytes).map_err(malformed)
+}
+
+fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    deserializer.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut deserializer)
 }

@@ -243,6 +243,29 @@ mod tests {
         assert!(err.to_string().contains("capability"), "{err}");
     }
 
+    #[test]
+    fn deeply_nested_input_is_refused_not_a_stack_overflow() {
+        // Hand-built MessagePack: an assignment whose `input` is 5000 nested one-element arrays.
+        let mut generic: Value =
+            rmp_serde::from_slice(&encode(&assignment()).expect("encode")).expect("generic");
+        generic["input"] = json!(null);
+        let mut bytes = rmp_serde::to_vec_named(&generic).expect("encode");
+        let marker = rmp_serde::to_vec(&json!(null)).expect("nil");
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"\xa5input")
+            .expect("input key")
+            + 6;
+        assert_eq!(bytes[at], marker[0]);
+        let mut nested = vec![0x91u8; 5000];
+        nested.push(0xc0);
+        bytes.splice(at..at + 1, nested);
+        match decode::<Assignment>(&bytes, 1 << 20) {
+            Err(CodecError::Malformed { .. }) => {}
+            other => panic!("expected a depth error, got {other:?}"),
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {

@@ -16,6 +16,10 @@ use crate::ids::{Capability, NameError, TaskId};
 /// Default limit on a task's `input`, encoded as JSON.
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 256 * 1024;
 
+/// Deepest nesting of arrays and maps a task's `input` may have; well under what the wire
+/// codec accepts ([`crate::codec::MAX_DEPTH`]), with room for the envelope around it.
+pub const MAX_INPUT_DEPTH: usize = 64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanFormat {
@@ -153,6 +157,7 @@ pub enum ProblemKind {
     Cycle { tasks: Vec<String> },
     InvalidName(NameError),
     InputTooLarge { bytes: usize, limit: usize },
+    InputTooDeep { depth: usize, limit: usize },
     InvalidSetting { field: String, message: String },
 }
 
@@ -184,6 +189,10 @@ impl fmt::Display for PlanProblem {
             ProblemKind::InputTooLarge { bytes, limit } => write!(
                 f,
                 "input is {bytes} bytes as JSON, over the limit of {limit} bytes; pass large data by reference (a path or URL)"
+            ),
+            ProblemKind::InputTooDeep { depth, limit } => write!(
+                f,
+                "input nests {depth} levels deep, over the limit of {limit}"
             ),
             ProblemKind::InvalidSetting { field, message } => write!(f, "{field}: {message}"),
         }
@@ -436,6 +445,13 @@ fn validate(
                 limit: limits.max_input_bytes,
             });
         }
+        let depth = depth_of(&t.input);
+        if depth > MAX_INPUT_DEPTH {
+            problem(ProblemKind::InputTooDeep {
+                depth,
+                limit: MAX_INPUT_DEPTH,
+            });
+        }
         let retry = merge_retry(&default_retry, t.retry.as_ref()).map_err(&mut problem);
         let timeout_ms = match &t.timeout {
             Some(v) => parse_duration("timeout", v).map_err(&mut problem),
@@ -496,6 +512,25 @@ fn validate(
         name: file.name.unwrap_or_else(|| "unnamed".to_owned()),
         tasks,
     })
+}
+
+/// How deeply arrays and maps nest in `value` (a scalar is 0). Iterative: no recursion on
+/// input from outside.
+fn depth_of(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+        }
+        deepest = deepest.max(match v {
+            Value::Array(_) | Value::Object(_) => d + 1,
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => d,
+        });
+    }
+    deepest
 }
 
 /// A dependency cycle, as the ids along it with the first repeated at the end, or None.

@@ -255,3 +255,21 @@ proptest::proptest! {
         let _ = Plan::parse(&src, PlanFormat::Json, &PlanLimits::default());
     }
 }
+
+#[test]
+fn rejects_inputs_nested_too_deep() {
+    let deep = format!("{}1{}", "[".repeat(70), "]".repeat(70));
+    let src =
+        format!("{{\"tasks\": [{{\"id\": \"t\", \"capability\": \"c\", \"input\": {deep}}}]}}");
+    let p = problems(Plan::parse(&src, PlanFormat::Json, &PlanLimits::default()));
+    assert_eq!(
+        p[0].kind,
+        ProblemKind::InputTooDeep {
+            depth: 70,
+            limit: MAX_INPUT_DEPTH
+        }
+    );
+    let ok = format!("{}1{}", "[".repeat(64), "]".repeat(64));
+    let src = format!("{{\"tasks\": [{{\"id\": \"t\", \"capability\": \"c\", \"input\": {ok}}}]}}");
+    assert!(Plan::parse(&src, PlanFormat::Json, &PlanLimits::default()).is_ok());
+}
