@@ -96,16 +96,7 @@ pub async fn ensure_streams(
     subjects: &Subjects,
     settings: &StreamSettings,
 ) -> Result<(), TransportError> {
-    for config in stream_configs(subjects, settings) {
-        let name = config.name.clone();
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|source| TransportError::Stream {
-                stream: name,
-                source,
-            })?;
-    }
-    Ok(())
+    put_streams(js, subjects, settings, false).await
 }
 
 /// Creates the streams, or updates existing ones to these settings. For the coordinator, which
@@ -115,14 +106,26 @@ pub async fn declare_streams(
     subjects: &Subjects,
     settings: &StreamSettings,
 ) -> Result<(), TransportError> {
+    put_streams(js, subjects, settings, true).await
+}
+
+async fn put_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    settings: &StreamSettings,
+    update: bool,
+) -> Result<(), TransportError> {
     for config in stream_configs(subjects, settings) {
         let name = config.name.clone();
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|source| TransportError::Stream {
-                stream: name,
-                source,
-            })?;
+        let put = if update {
+            js.create_or_update_stream(config).await.map(drop)
+        } else {
+            js.get_or_create_stream(config).await.map(drop)
+        };
+        put.map_err(|source| TransportError::Stream {
+            stream: name,
+            source,
+        })?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use workforce_shared::duration;
 use workforce_shared::{Capability, NameError, Prefix, WorkerId};
 
 use crate::command::{CommandHandler, DEFAULT_MAX_OUTPUT_BYTES};
@@ -40,14 +41,14 @@ pub struct WorkerConfig {
     pub id: WorkerId,
     /// How many tasks run at once, over all capabilities.
     pub concurrency: u32,
-    #[serde(with = "duration_text")]
+    #[serde(with = "duration")]
     pub heartbeat_interval: Duration,
     /// How long JetStream waits for an ack before redelivering an assignment. Running tasks
     /// report progress every third of it, so only a dead worker's tasks are redelivered.
-    #[serde(with = "duration_text")]
+    #[serde(with = "duration")]
     pub ack_wait: Duration,
     /// How long a drain (on shutdown) waits for running tasks before handing them back.
-    #[serde(with = "duration_text")]
+    #[serde(with = "duration")]
     pub grace_period: Duration,
     /// Largest assignment the worker decodes and largest result it publishes.
     pub max_message_bytes: usize,
@@ -208,26 +209,6 @@ pub fn default_worker_id() -> WorkerId {
         })
         .unwrap_or_else(|| "worker".to_owned());
     WorkerId::sanitized(&format!("{host}-{}", std::process::id()))
-}
-
-/// Durations as humantime text ("30s", "1m 30s") in files.
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*value))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|error| {
-            D::Error::custom(format!(
-                "invalid duration {text:?}: {error} (write e.g. \"30s\" or \"1m 30s\")"
-            ))
-        })
-    }
 }
 
 #[cfg(test)]
