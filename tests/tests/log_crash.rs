@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use workforce_coordinator::log::{Event, EventLog};
 use workforce_coordinator::replay::replay;
+use workforce_coordinator::simulate::SplitMix64;
 use workforce_shared::EventSeq;
 
 /// No new iteration starts after this.
@@ -23,23 +24,6 @@ const MIN_ITERATIONS: u64 = 100;
 /// A writer that says nothing for this long is stuck, not slow.
 const STUCK: Duration = Duration::from_secs(10);
 const SIGKILL: i32 = 9;
-
-/// SplitMix64, seeded: a failing iteration can be found again.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// When to kill the writer.
 #[derive(Clone, Copy, Debug)]
@@ -227,7 +211,8 @@ fn verify(dir: &Path, reported: u64, before: &mut Vec<(EventSeq, Event)>) -> (u6
 fn reported_commits_survive_sigkill_and_the_log_replays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    let mut rng = Rng(0x1a7e_2025);
+    // Seeded: a failing iteration can be found again.
+    let mut rng = SplitMix64::new(0x1a7e_2025);
     let started = Instant::now();
     let (mut iterations, mut kills, mut kills_after_commits, mut commits) =
         (0u64, 0u64, 0u64, 0u64);
@@ -244,7 +229,7 @@ fn reported_commits_survive_sigkill_and_the_log_replays() {
             1 => KillAfter::Ready(Duration::from_millis(rng.below(21))),
             _ => KillAfter::Commits(1 + rng.below(10) as usize),
         };
-        let (reported, killed) = Writer::spawn(dir, rng.next()).run_until_killed(kill);
+        let (reported, killed) = Writer::spawn(dir, rng.next_u64()).run_until_killed(kill);
         kills += u64::from(killed);
         if let Some(ready) = reported.ready {
             assert!(

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use workforce_coordinator::log::{Entry, Event, EventLog};
 use workforce_coordinator::replay::replay;
 use workforce_coordinator::scheduler::{Input, RunStatus, Scheduler, WorkerLeftReason};
+use workforce_coordinator::simulate::SplitMix64;
 use workforce_shared::{
     Attempt, Capability, Outcome, PROTOCOL_VERSION, Plan, PlanFormat, PlanLimits, RunId, TaskId,
     TaskResult, WorkerId,
@@ -29,21 +30,17 @@ const TASKS_PER_PLAN: usize = 20;
 /// Runs kept going at once, so results, retries and dispatches interleave across runs.
 const ACTIVE_RUNS: usize = 2;
 
-/// SplitMix64: the writer's choices follow from the seed and the log it continues.
+/// The writer's choices follow from the seed and the log it continues.
 #[derive(Debug)]
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.below(n.max(1) as u64) as usize
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
@@ -200,7 +197,7 @@ fn main() -> Result<()> {
 
     let mut writer = Writer {
         scheduler: report.scheduler,
-        rng: Rng(seed ^ start_len.rotate_left(32)),
+        rng: Rng(SplitMix64::new(seed ^ start_len.rotate_left(32))),
         worker: WorkerId::new("crash-worker")?,
         capabilities: CAPABILITIES
             .iter()
