@@ -305,8 +305,66 @@ test *args: nats-image
     cargo build --workspace --bins
     cargo test --workspace {{ args }}
 
+# A long run under faults (not in `test`): workers and the coordinator SIGKILLed, NATS paused, at `seed`ed moments.
+chaos seed="1" tasks="500": nats-image
+    cargo build --workspace --bins
+    {{ quote(root / "target" / "debug" / "chaos") }} --seed {{ quote(seed) }} --tasks {{ quote(tasks) }}
+
 # Lint, then test: what a change must pass.
 verify: lint test
+
+# Fuzz the plan parser and the wire codec, `seconds` per target (cargo-fuzz); fails on a crash.
+fuzz seconds="60":
+    #!/usr/bin/env bash
+    # Each target starts from fuzz/corpus/<target>/ (plan_toml also reads examples/plans/) and
+    # adds what it finds there; a crash goes to fuzz/artifacts/<target>/, the logs to .run/fuzz/.
+    set -euo pipefail
+    version=0.13.2
+    # `just fuzz 20` or, as a reminder of what the number is, `just fuzz seconds=20`.
+    seconds={{ quote(seconds) }}
+    seconds=${seconds#seconds=}
+    [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: seconds is a whole number above 0, not '$seconds'" >&2; exit 2; }
+    tools={{ quote(tools / "cargo-fuzz") }}
+    if [[ "$("$tools/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $version" ]]; then
+        echo "fuzz: installing cargo-fuzz $version into .tools/cargo-fuzz" >&2
+        cargo install --quiet --locked --root "$tools" --version "$version" cargo-fuzz
+    fi
+    export PATH="$tools/bin:$PATH"
+    # cargo-fuzz passes nightly-only flags (-Zsanitizer=address); this lets stable rustc take them.
+    export RUSTC_BOOTSTRAP=1 CARGO_TERM_QUIET=true
+    dir={{ quote(root / "fuzz") }}
+    logs={{ quote(run / "fuzz") }}
+    mkdir -p "$logs"
+    began=$SECONDS
+    cargo fuzz build --fuzz-dir "$dir" --target-dir "$dir/target"
+    echo "fuzz: built the targets in $((SECONDS - began))s"
+    final_stat() { awk -v key="stat::$1:" '$1 == key { print $2 }' "$2"; }
+    failed=()
+    for target in plan_toml plan_json envelope_decode; do
+        corpus=("$dir/corpus/$target")
+        [[ $target != plan_toml ]] || corpus+=({{ quote(root / "examples" / "plans") }})
+        log="$logs/$target.log"
+        if cargo fuzz run --fuzz-dir "$dir" --target-dir "$dir/target" "$target" "${corpus[@]}" -- \
+            -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+            echo "fuzz: $target: $(final_stat number_of_executed_units "$log") runs, $(final_stat average_exec_per_sec "$log")/s, $(final_stat new_units_added "$log") new inputs, no crash"
+        else
+            failed+=("$target")
+            echo "fuzz: $target FAILED (the whole log is .run/fuzz/$target.log):" >&2
+            # The panic message or sanitizer verdict, and the input that caused it.
+            awk '/ panicked at /                          { show = 1 }
+                 /^stack backtrace:|^note: |^==[0-9]+==/ { show = 0 }
+                 /ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)/ && !show { print "  " $0 }
+                 /^Failing input:/                       { show = 1 }
+                 /^Reproduce with:/                      { show = 0 }
+                 show && NF                              { print "  " $0 }' "$log" >&2
+            input=$(awk '/^Failing input:/ { getline; getline; print $1; exit }' "$log")
+            echo "  reproduce: fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release/$target ${input:-<input>}" >&2
+        fi
+    done
+    if ((${#failed[@]})); then
+        echo "fuzz: crashed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+        exit 1
+    fi
 
 # Remove .run/ (logs, pids, NATS and coordinator state); refuses while the cluster runs.
 clean-run:

@@ -2,15 +2,15 @@
 //!
 //! Submits a seeded plan of hundreds of tasks over several capabilities to a real cluster (NATS
 //! in a container, the coordinator and workers as child processes, see the harness). While it
-//! runs, at seeded random moments, one fault at a time: a worker is SIGKILLed and replaced, the
-//! coordinator is SIGKILLed and restarted, the NATS container is paused, or a worker is
-//! SIGSTOPped, each for a bounded time. Then it checks the log and prints the faults, the
-//! tasks completed, lost and with duplicated terminal events (both must be 0), the replay
-//! verdict and the recovery times, and exits 1 if any invariant failed (2 if it could not run).
+//! runs, one fault at a time at seeded random moments: a worker is SIGKILLed and replaced, the
+//! coordinator is SIGKILLed and restarted, or, for a bounded time, the NATS container is
+//! paused or a worker SIGSTOPped. Then it reads the event log and prints the faults, the tasks
+//! completed, lost and with duplicated terminal events (both must be 0), the replay verdict and
+//! the recovery times; it exits 1 if an invariant failed, 2 if it could not run.
 //!
-//! The plan and the fault schedule follow from `--seed` (separate streams, so `--tasks` does
-//! not move the faults). The processes' timing does not: the same seed hits other in-flight
-//! tasks on every run.
+//! The plan and the fault schedule (kinds, targets, gaps, pause lengths) follow from `--seed`,
+//! from separate streams so that `--tasks` does not move the faults. The processes' timing does
+//! not: each run with a seed hits other in-flight tasks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -22,6 +22,7 @@ use clap::Parser;
 use workforce_coordinator::log::{Entry, Event, EventLog};
 use workforce_coordinator::replay::{ReplayReport, replay};
 use workforce_coordinator::scheduler::{Decision, Input, RunStatus, RunView, WorkerLeftReason};
+use workforce_coordinator::simulate::SplitMix64;
 use workforce_shared::{EventSeq, RunId, TaskId};
 use workforce_tests::harness::{Cluster, WorkerSpec};
 
@@ -31,7 +32,14 @@ const WORKERS: usize = 4;
 const CONCURRENCY: u32 = 4;
 /// One attempt: sleeps the task's `ms`, fails the first attempt of a `flaky` task (a transient
 /// failure the retry policy absorbs), prints its task and attempt.
-const COMMAND: &str = r#"input=$(cat); ms=$(printf '%s' "$input" | grep -o '"ms": *[0-9]*' | head -n 1 | tr -dc 0-9); ms=${ms:-100}; sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"; if [ "$WORKFORCE_ATTEMPT" = 1 ] && printf '%s' "$input" | grep -q '"flaky": *true'; then echo "flaky: attempt 1 fails" >&2; exit 1; fi; echo "{\"task\": \"$WORKFORCE_TASK\", \"attempt\": $WORKFORCE_ATTEMPT}""#;
+const COMMAND: &str = concat!(
+    r#"input=$(cat); "#,
+    r#"ms=$(printf '%s' "$input" | grep -o '"ms": *[0-9]*' | head -n 1 | tr -dc 0-9); "#,
+    r#"ms=${ms:-100}; sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"; "#,
+    r#"if [ "$WORKFORCE_ATTEMPT" = 1 ] && printf '%s' "$input" | grep -q '"flaky": *true'; "#,
+    r#"then echo "flaky: attempt 1 fails" >&2; exit 1; fi; "#,
+    r#"echo "{\"task\": \"$WORKFORCE_TASK\", \"attempt\": $WORKFORCE_ATTEMPT}""#,
+);
 /// Attempts per task: a flaky first attempt, and attempts failed by the worker after
 /// `--max-deliveries` deliveries whose workers died, must not exhaust it.
 const MAX_ATTEMPTS: u32 = 6;
@@ -60,6 +68,9 @@ struct Args {
     /// Seconds from submission after which a run still going counts as hung.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     deadline: u64,
+    /// Keep the processes' logs and the event log even when every invariant holds.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -83,26 +94,23 @@ async fn main() -> ExitCode {
     }
 }
 
-/// SplitMix64: every choice follows from the seed.
+/// Every choice follows from the seed.
 #[derive(Debug)]
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Self(SplitMix64::new(seed))
     }
 
+    /// Uniform in `[0, n)`; 0 when `n` is 0.
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.below(n as u64) as usize
     }
 
-    /// Uniform in `[lo, hi]` milliseconds.
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo + 1))
+    /// Uniform in `[low, high]` milliseconds.
+    fn millis(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_millis(self.0.between(low, high))
     }
 }
 
@@ -151,7 +159,7 @@ impl ChaosPlan {
                 id: format!("l{layer:02}-t{i:04}").parse()?,
                 capability: CAPABILITIES[rng.below(CAPABILITIES.len())],
                 needs,
-                ms: 300 + rng.next() % 1_701,
+                ms: rng.0.between(400, 2_400),
                 flaky: rng.below(100) < 3,
             });
         }
@@ -159,10 +167,11 @@ impl ChaosPlan {
     }
 
     fn toml(&self, seed: u64) -> String {
-        let mut out = format!(
-            "name = \"chaos-seed-{seed}\"\n\n[defaults]\ntimeout = \"30s\"\n\
-             retry = {{ max_attempts = {MAX_ATTEMPTS}, initial_backoff = \"200ms\", max_backoff = \"2s\" }}\n"
-        );
+        let mut out = format!("name = \"chaos-seed-{seed}\"\n\n[defaults]\ntimeout = \"30s\"\n");
+        out.push_str(&format!(
+            "retry = {{ max_attempts = {MAX_ATTEMPTS}, initial_backoff = \"200ms\", \
+             max_backoff = \"2s\" }}\n"
+        ));
         for task in &self.tasks {
             let needs: Vec<String> = task
                 .needs
@@ -171,9 +180,11 @@ impl ChaosPlan {
                 .collect();
             let flaky = if task.flaky { ", flaky = true" } else { "" };
             out.push_str(&format!(
-                "\n[[tasks]]\nid = \"{}\"\ncapability = \"{}\"\ninput = {{ ms = {}{flaky} }}\nneeds = [{}]\n",
-                task.id,
-                task.capability,
+                "\n[[tasks]]\nid = \"{}\"\ncapability = \"{}\"\n",
+                task.id, task.capability
+            ));
+            out.push_str(&format!(
+                "input = {{ ms = {}{flaky} }}\nneeds = [{}]\n",
                 task.ms,
                 needs.join(", ")
             ));
@@ -206,26 +217,13 @@ impl FaultKind {
         FaultKind::PauseWorker,
     ];
 
+    /// What is done, to whom: the fault's name.
     fn name(self) -> &'static str {
         match self {
             FaultKind::KillWorker => "kill -9 worker",
             FaultKind::KillCoordinator => "kill -9 coordinator",
-            FaultKind::PauseNats => "pause NATS",
+            FaultKind::PauseNats => "docker pause NATS",
             FaultKind::PauseWorker => "SIGSTOP worker",
-        }
-    }
-
-    /// The `n`th fault: the first four are every kind once, in a seeded order; then worker
-    /// kills are likeliest.
-    fn draw(rng: &mut Rng, n: usize, first: &[FaultKind; 4]) -> Self {
-        if let Some(kind) = first.get(n) {
-            return *kind;
-        }
-        match rng.below(10) {
-            0..4 => FaultKind::KillWorker,
-            4..6 => FaultKind::KillCoordinator,
-            6..8 => FaultKind::PauseNats,
-            _ => FaultKind::PauseWorker,
         }
     }
 }
@@ -234,7 +232,10 @@ impl FaultKind {
 #[derive(Debug)]
 struct Fault {
     kind: FaultKind,
-    target: String,
+    /// The worker hit, if any.
+    worker: Option<String>,
+    /// The replacement of a killed worker.
+    replacement: Option<String>,
     /// Since the run was submitted.
     at: Duration,
     /// How long the pause lasted; kills are instant.
@@ -296,7 +297,8 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     async fn finished(&self) -> bool {
-        matches!(self.cluster.api.status(&self.run).await, Ok(view) if view.status != RunStatus::Running)
+        let status = self.cluster.api.status(&self.run).await;
+        matches!(status, Ok(view) if view.status != RunStatus::Running)
     }
 
     /// Waits `gap`, or less if the run ends first; whether it ended.
@@ -320,17 +322,22 @@ impl Driver<'_> {
         count: u32,
         deadline: Instant,
     ) -> (Vec<Fault>, Option<anyhow::Error>) {
-        let mut first = FaultKind::ALL;
-        for i in (1..first.len()).rev() {
-            first.swap(i, self.rng.below(i + 1));
-        }
+        // Every kind once per round of four, in a seeded order: each is exercised, none
+        // crowds out the others.
+        let mut round: Vec<FaultKind> = Vec::new();
         let mut faults = Vec::new();
-        for n in 0..count as usize {
+        for _ in 0..count {
+            if round.is_empty() {
+                round = FaultKind::ALL.to_vec();
+                for i in (1..round.len()).rev() {
+                    round.swap(i, self.rng.below(i + 1));
+                }
+            }
+            let kind = round.pop().unwrap_or(FaultKind::KillWorker);
             let gap = self.rng.millis(1_000, 4_000);
             if Instant::now() + gap >= deadline || self.wait_unless_finished(gap).await {
                 break;
             }
-            let kind = FaultKind::draw(&mut self.rng, n, &first);
             match self.inject(kind).await {
                 Ok(fault) => {
                     print_fault(faults.len() + 1, &fault);
@@ -352,7 +359,8 @@ impl Driver<'_> {
         let began_ms = now_ms();
         let mut fault = Fault {
             kind,
-            target: String::new(),
+            worker: None,
+            replacement: None,
             at,
             held: None,
             began_ms,
@@ -382,7 +390,8 @@ impl Driver<'_> {
                 })
                 .await;
                 fault.measured.push((format!("{id} listed"), live));
-                fault.target = format!("{victim} (replaced by {id})");
+                fault.worker = Some(victim);
+                fault.replacement = Some(id);
             }
             FaultKind::KillCoordinator => {
                 self.cluster.coordinator.kill().await?;
@@ -392,7 +401,6 @@ impl Driver<'_> {
                 fault
                     .measured
                     .push(("answers again".into(), Some(started.elapsed())));
-                fault.target = "coordinator".into();
             }
             FaultKind::PauseNats => {
                 let held = self.rng.millis(1_000, 5_000);
@@ -405,7 +413,6 @@ impl Driver<'_> {
                 let answers =
                     time_until(RECOVERY_LIMIT, || async { api.status(run).await.is_ok() }).await;
                 fault.measured.push(("coordinator answers".into(), answers));
-                fault.target = "NATS".into();
             }
             FaultKind::PauseWorker => {
                 let held = self.rng.millis(1_000, 8_000);
@@ -415,7 +422,7 @@ impl Driver<'_> {
                 self.cluster.worker(&victim).resume().await?;
                 fault.lifted_ms = now_ms();
                 fault.held = Some(held);
-                fault.target = victim;
+                fault.worker = Some(victim);
             }
         }
         Ok(fault)
@@ -446,11 +453,20 @@ fn print_fault(n: usize, fault: &Fault) {
     } else {
         format!(": {}", notes.join(", "))
     };
+    let worker = fault
+        .worker
+        .as_deref()
+        .map(|w| format!(" {w}"))
+        .unwrap_or_default();
+    let replacement = fault
+        .replacement
+        .as_deref()
+        .map(|r| format!(" (replaced by {r})"))
+        .unwrap_or_default();
     println!(
-        "  {n:>2}. +{:<7} {} {}{held}{notes}",
+        "  {n:>2}. +{:<7} {}{worker}{replacement}{held}{notes}",
         secs(fault.at),
         fault.kind.name(),
-        fault.target
     );
 }
 
@@ -536,43 +552,111 @@ impl Tally {
     }
 }
 
-/// Adds to each fault what the log shows: when the coordinator noticed a lost worker, when
-/// the next task completed after the fault was lifted.
+fn left(entry: &Entry, id: &str) -> bool {
+    matches!(entry, Entry::Input(Input::WorkerLeft { worker, .. }) if worker.as_str() == id)
+}
+
+fn joined(entry: &Entry, id: &str) -> bool {
+    matches!(entry, Entry::Input(Input::WorkerJoined { worker, .. }) if worker.as_str() == id)
+}
+
+/// The task a terminal decision of the run is about.
+fn terminal<'a>(entry: &'a Entry, run: &RunId) -> Option<&'a TaskId> {
+    match entry {
+        Entry::Decision(
+            Decision::TaskCompleted { run: r, task, .. }
+            | Decision::DeadLettered { run: r, task, .. }
+            | Decision::TaskCanceled { run: r, task, .. },
+        ) if r == run => Some(task),
+        Entry::Input(_) | Entry::Decision(_) => None,
+    }
+}
+
+/// When the last of the run's tasks that were in flight at `at_ms` ended (unix ms).
+fn in_flight_done(events: &[(EventSeq, Event)], run: &RunId, at_ms: u64) -> Option<u64> {
+    let (before, after): (Vec<&Event>, Vec<&Event>) =
+        events.iter().map(|(_, e)| e).partition(|e| e.at_ms < at_ms);
+    let mut running: BTreeSet<&TaskId> = BTreeSet::new();
+    for event in before {
+        if let Entry::Decision(Decision::Dispatch { run: r, task, .. }) = &event.entry
+            && r == run
+        {
+            running.insert(task);
+        } else if let Some(task) = terminal(&event.entry, run) {
+            running.remove(task);
+        }
+    }
+    let mut last = None;
+    for event in after {
+        if let Some(task) = terminal(&event.entry, run)
+            && running.remove(task)
+        {
+            last = Some(event.at_ms);
+        }
+    }
+    last.filter(|_| running.is_empty())
+}
+
+fn completed(entry: &Entry, run: &RunId) -> bool {
+    matches!(entry, Entry::Decision(Decision::TaskCompleted { run: r, .. }) if r == run)
+}
+
+/// Adds to each fault what the log shows: when the coordinator noticed a worker gone (and a
+/// paused one back), when a restarted coordinator recorded its start, when the next task
+/// completed after the fault was lifted.
 fn observe(faults: &mut [Fault], events: &[(EventSeq, Event)], run: &RunId) {
+    // How long after `from` (unix ms) the first entry that `matches` was logged.
     let first_after = |from: u64, matches: &dyn Fn(&Entry) -> bool| {
         events
             .iter()
             .map(|(_, e)| e)
             .find(|e| e.at_ms >= from && matches(&e.entry))
-            .map(|e| Duration::from_millis(e.at_ms - from))
+            .map(|e| e.at_ms - from)
     };
+    let ms = Duration::from_millis;
     for fault in faults {
-        let worker = fault
-            .target
-            .split(' ')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let left = |e: &Entry| matches!(e, Entry::Input(Input::WorkerLeft { worker: w, .. }) if w.as_str() == worker);
-        match fault.kind {
-            FaultKind::KillWorker => {
-                if let Some(d) = first_after(fault.began_ms, &left) {
-                    fault.observed.push(("marked lost".into(), d));
+        let (began, lifted) = (fault.began_ms, fault.lifted_ms);
+        let mut seen = Vec::new();
+        match (fault.kind, fault.worker.as_deref()) {
+            (FaultKind::KillWorker, Some(worker)) => {
+                if let Some(gone) = first_after(began, &|e| left(e, worker)) {
+                    seen.push(("marked gone", ms(gone)));
                 }
             }
-            FaultKind::PauseWorker => {
-                if let Some(d) = first_after(fault.began_ms, &left)
-                    .filter(|d| fault.began_ms + d.as_millis() as u64 <= fault.lifted_ms + 1_000)
-                {
-                    fault.observed.push(("marked lost".into(), d));
+            // Marked gone while it was stopped, and back once it announced itself again.
+            (FaultKind::PauseWorker, Some(worker)) => {
+                let gone = first_after(began, &|e| left(e, worker))
+                    .filter(|gone| began + gone <= lifted + 1_000);
+                if let Some(gone) = gone {
+                    seen.push(("marked gone", ms(gone)));
+                    if let Some(back) = first_after(began + gone, &|e| joined(e, worker)) {
+                        let back = (began + gone + back).saturating_sub(lifted);
+                        seen.push(("back after resume", ms(back)));
+                    }
                 }
             }
-            FaultKind::KillCoordinator | FaultKind::PauseNats => {}
+            (FaultKind::KillCoordinator, _) => {
+                let started = |e: &Entry| matches!(e, Entry::Input(Input::CoordinatorStarted));
+                if let Some(d) = first_after(lifted, &started) {
+                    seen.push(("start recorded", ms(d)));
+                }
+            }
+            (FaultKind::KillWorker | FaultKind::PauseWorker | FaultKind::PauseNats, _) => {}
         }
-        let completed = |e: &Entry| matches!(e, Entry::Decision(Decision::TaskCompleted { run: r, .. }) if r == run);
-        if let Some(d) = first_after(fault.lifted_ms, &completed) {
-            fault.observed.push(("next completion".into(), d));
+        // Progress, after the whole cluster stalled.
+        if matches!(
+            fault.kind,
+            FaultKind::KillCoordinator | FaultKind::PauseNats
+        ) && let Some(d) = first_after(lifted, &|e| completed(e, run))
+        {
+            seen.push(("next completion", ms(d)));
         }
+        if let Some(done) = in_flight_done(events, run, began) {
+            seen.push(("tasks in flight all done", ms(done.saturating_sub(lifted))));
+        }
+        fault
+            .observed
+            .extend(seen.into_iter().map(|(what, d)| (what.to_owned(), d)));
     }
 }
 
@@ -625,7 +709,7 @@ fn print_tails(cluster: &Cluster) {
 /// Runs the whole thing; whether every invariant held.
 async fn chaos(args: &Args) -> anyhow::Result<bool> {
     let began = Instant::now();
-    let plan = ChaosPlan::generate(&mut Rng(args.seed), args.tasks as usize)?;
+    let plan = ChaosPlan::generate(&mut Rng::new(args.seed), args.tasks as usize)?;
     let flaky = plan.tasks.iter().filter(|t| t.flaky).count();
     let slots: Vec<Slot> = (0..WORKERS)
         .map(|i| {
@@ -638,7 +722,8 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
         })
         .collect();
     println!(
-        "chaos: seed {}, {} tasks in {} layers over {} ({flaky} fail their first attempt), up to {} faults",
+        "chaos: seed {}, {} tasks in {} layers over {} ({flaky} fail their first attempt), \
+         up to {} faults",
         args.seed,
         plan.tasks.len(),
         plan.layers,
@@ -675,7 +760,7 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
     let mut driver = Driver {
         cluster: &mut cluster,
         run: run.clone(),
-        rng: Rng(args.seed ^ 0x00c4_a05f_a017_5eed),
+        rng: Rng::new(args.seed ^ 0x00c4_a05f_a017_5eed),
         slots,
         submitted,
     };
@@ -723,6 +808,7 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
         .map(|(kind, n)| format!("{n} {}", kind.name()))
         .collect();
     println!("faults injected: {} ({})", faults.len(), kinds.join(", "));
+    println!("  (times count from when the fault was lifted; \"marked gone\" from when it began)");
     for (n, fault) in faults.iter().enumerate() {
         print_fault(n + 1, fault);
     }
@@ -747,8 +833,15 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
                 count(TaskStatus::Failed),
                 count(TaskStatus::Canceled)
             );
-            if view.status != RunStatus::Succeeded {
-                failures.push(format!("the run {}{reason}", view.status.as_str()));
+            match view.status {
+                RunStatus::Succeeded => {}
+                RunStatus::Running => failures.push(format!(
+                    "the run did not end within --deadline {}s",
+                    args.deadline
+                )),
+                RunStatus::Failed | RunStatus::Canceled => {
+                    failures.push(format!("the run {}{reason}", view.status.as_str()));
+                }
             }
         }
         None => {
@@ -760,7 +853,8 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
         Some(tally) => {
             println!(
                 "attempts:        {} dispatched, {} retries scheduled, {} timed out, {} results \
-                 ({} ignored as stale or duplicate), {} workers lost by heartbeat, {} coordinator starts",
+                 ({} ignored as stale or duplicate), {} workers lost by heartbeat, \
+                 {} coordinator starts",
                 tally.dispatches,
                 tally.retries,
                 tally.timeouts,
@@ -810,21 +904,24 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
         secs(began.elapsed())
     );
 
-    if failures.is_empty() {
+    let passed = failures.is_empty();
+    if passed {
         println!("verdict:         PASS");
-        return Ok(true);
+    } else {
+        println!("verdict:         FAIL");
+        for failure in &failures {
+            println!("  - {failure}");
+        }
+        print_tails(&cluster);
     }
-    println!("verdict:         FAIL");
-    for failure in &failures {
-        println!("  - {failure}");
+    if !passed || args.keep {
+        let Cluster { dir, .. } = cluster;
+        println!(
+            "chaos: logs and the event log kept in {}",
+            dir.keep().display()
+        );
     }
-    print_tails(&cluster);
-    let Cluster { dir, .. } = cluster;
-    println!(
-        "chaos: logs and the event log kept in {}",
-        dir.keep().display()
-    );
-    Ok(false)
+    Ok(passed)
 }
 
 /// The worst and mean of each recovery figure, over the faults that have it.
@@ -862,7 +959,7 @@ fn print_recovery(faults: &[Fault]) {
             String::new()
         };
         println!(
-            "  {what:<40} worst {}, mean {} over {}{missed}",
+            "  {what:<46} worst {}, mean {} over {}{missed}",
             secs(worst),
             secs(mean),
             took.len()
