@@ -475,3 +475,30 @@ input = { bytes = 1000 }
     cluster.stop_and_check().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_stored_while_the_coordinator_was_down_beats_its_overdue_deadline()
+-> anyhow::Result<()> {
+    let marks = tempfile::tempdir()?;
+    let command = marked(marks.path(), "1");
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 1, &[("work", &command)])]).await?;
+    // No retry: a wrong timeout would dead-letter a task that succeeded.
+    let plan = "[[tasks]]\nid = \"done-meanwhile\"\ncapability = \"work\"\ntimeout = \"2s\"\n\
+                retry = { max_attempts = 1 }\n";
+    let run = cluster.submit(plan).await?;
+    worker_pid(marks.path(), "done-meanwhile", 1).await?;
+    cluster.coordinator.kill().await?;
+    // Down past the attempt's deadline (2s timeout + 1s grace) while the worker finishes it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.restart_coordinator().await?;
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert!(all_completed(&view), "{view:#?}\n{}", cluster.logs());
+    let events = cluster.stop_and_check().await?;
+    assert!(
+        !events
+            .iter()
+            .any(|(_, e)| matches!(e.entry, Entry::Input(Input::AttemptTimedOut { .. }))),
+        "the stored result was read before the deadline fired"
+    );
+    Ok(())
+}

@@ -3,6 +3,9 @@
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use std::future::IntoFuture;
+
+use futures::future::join_all;
 use tracing::warn;
 use workforce_shared::{Assignment, DeadLetter, Subjects, encode};
 
@@ -56,11 +59,16 @@ pub(super) struct Outcome {
     pub(super) unpublishable: Vec<Unpublishable>,
 }
 
-/// Publishes every effect, pipelined: all are sent, then all acks are awaited.
+/// Room left in a message for its headers (the message id).
+const HEADER_ROOM: usize = 1024;
+
+/// Publishes every effect, pipelined: all are sent, then all acks are awaited together (each
+/// bounded by the JetStream context's timeout). `limit` is the largest payload any reader
+/// accepts.
 pub(super) async fn publish(
     js: &jetstream::Context,
     subjects: &Subjects,
-    max_payload: usize,
+    limit: usize,
     effects: Vec<Effect>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
@@ -73,11 +81,12 @@ pub(super) async fn publish(
                 continue;
             }
         };
-        if bytes.len() > max_payload {
+        if bytes.len() + HEADER_ROOM > limit {
             let reason = format!(
-                "{} is {} bytes, over the broker's max payload of {max_payload} bytes",
+                "{} is {} bytes, over the message limit of {} bytes",
                 effect.describe(),
-                bytes.len()
+                bytes.len(),
+                limit.saturating_sub(HEADER_ROOM)
             );
             outcome.unpublishable.push(Unpublishable { effect, reason });
             continue;
@@ -89,14 +98,28 @@ pub(super) async fn publish(
             .await
         {
             Ok(ack) => pending.push((effect, ack)),
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::context::PublishErrorKind::MaxPayloadExceeded =>
+            {
+                let reason = format!(
+                    "{} is over the broker's max payload: {e}",
+                    effect.describe()
+                );
+                outcome.unpublishable.push(Unpublishable { effect, reason });
+            }
             Err(e) => {
                 warn!(effect = %effect.describe(), error = %e, "publish failed; will retry");
                 outcome.retry.push(effect);
             }
         }
     }
-    for (effect, ack) in pending {
-        if let Err(e) = ack.await {
+    let (effects, acks): (Vec<Effect>, Vec<_>) = pending.into_iter().unzip();
+    for (effect, acked) in effects
+        .into_iter()
+        .zip(join_all(acks.into_iter().map(IntoFuture::into_future)).await)
+    {
+        if let Err(e) = acked {
             warn!(effect = %effect.describe(), error = %e, "publish not acknowledged; will retry");
             outcome.retry.push(effect);
         }

@@ -51,12 +51,17 @@ pub(super) async fn results(
     tx: mpsc::Sender<Intake>,
     max_bytes: usize,
 ) -> Result<(), IntakeError> {
+    let mut reopened = false;
     loop {
+        if reopened {
+            // The stream ended (the broker restarted, say): do not spin while it comes back.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        reopened = true;
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "cannot pull results; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };

@@ -94,6 +94,27 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Longest heartbeat interval believed; a worker silent for three of these is gone.
+const MAX_HEARTBEAT_MS: u64 = 60_000;
+
+/// Bound on a plain publish (an ack, a reply, a stop request): during a broker outage the
+/// client's queue fills, and the owner loop must not wait on it forever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bounded<E: std::fmt::Display>(
+    send: impl Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, send).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("not sent within {SEND_TIMEOUT:?}")),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn base36(mut n: u64) -> String {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::new();
@@ -164,6 +185,9 @@ impl Coordinator {
         let backing_off: BTreeSet<(RunId, TaskId, Attempt)> =
             scheduler.backing_off().into_iter().collect();
         let running: BTreeSet<(RunId, TaskId, Attempt)> = scheduler.running().into_iter().collect();
+        let restart_floor = now_ms()
+            .saturating_add(millis(config.results_ack_wait))
+            .saturating_add(millis(config.attempt_grace));
         let mut timers = Timers::default();
         let mut owed = Vec::new();
         for (seq, event) in &events {
@@ -187,8 +211,18 @@ impl Coordinator {
                 }) => {
                     let key = (run.clone(), task.clone(), *attempt);
                     if running.contains(&key) {
-                        let due = Self::deadline(&config, &scheduler, event.at_ms, run, task);
+                        // A result stored while the coordinator was down comes back within
+                        // the results ack wait: read it before timing the attempt out.
+                        let due = Self::deadline(&config, &scheduler, event.at_ms, run, task)
+                            .max(restart_floor);
                         timers.insert(due, (TimerKind::Deadline, key.0, key.1, key.2));
+                        // Published already if its effects were marked done; the broker's
+                        // dedupe window may be over, so do not publish it again.
+                        if *seq > effects_done
+                            && let Some(a) = scheduler.assignment(run, task, *attempt)
+                        {
+                            owed.push(Effect::Assign(a));
+                        }
                     }
                 }
                 Entry::Decision(Decision::DeadLettered { run, task, .. })
@@ -201,14 +235,6 @@ impl Coordinator {
                 Entry::Input(_) | Entry::Decision(_) => {}
             }
         }
-        // Assignments that may not have reached the broker; it drops the ones that did.
-        owed.extend(
-            scheduler
-                .running()
-                .into_iter()
-                .filter_map(|(run, task, attempt)| scheduler.assignment(&run, &task, attempt))
-                .map(Effect::Assign),
-        );
 
         let client = async_nats::ConnectOptions::new()
             .name("workforce-coordinator")
@@ -253,8 +279,9 @@ impl Coordinator {
         task: &TaskId,
     ) -> u64 {
         let timeout = scheduler.timeout_ms(run, task).unwrap_or(0);
-        let grace = u64::try_from(config.attempt_grace.as_millis()).unwrap_or(u64::MAX);
-        at_ms.saturating_add(timeout).saturating_add(grace)
+        at_ms
+            .saturating_add(timeout)
+            .saturating_add(millis(config.attempt_grace))
     }
 
     /// Serves until `shutdown` resolves: stops intake, lets the current batch finish, flushes.
@@ -362,7 +389,7 @@ impl Coordinator {
         };
         pumps.abort_all();
         while pumps.join_next().await.is_some() {}
-        if let Err(e) = self.client.flush().await {
+        if let Err(e) = bounded(self.client.flush()).await {
             warn!(error = %e, "could not flush the NATS connection");
         }
         match &result {
@@ -421,11 +448,8 @@ impl Coordinator {
         for stop in pending.stops {
             match encode(&stop) {
                 Ok(bytes) => {
-                    if let Err(e) = self
-                        .client
-                        .publish(self.subjects.stop(), bytes.into())
-                        .await
-                    {
+                    let sent = self.client.publish(self.subjects.stop(), bytes.into());
+                    if let Err(e) = bounded(sent).await {
                         warn!(error = %e, "could not tell workers to stop a timed-out attempt");
                     }
                 }
@@ -436,7 +460,7 @@ impl Coordinator {
             self.failpoint.check(failpoint::AFTER_PUBLISH);
         }
         for (message, kind) in pending.acks {
-            if let Err(e) = message.ack_with(kind).await {
+            if let Err(e) = bounded(message.ack_with(kind)).await {
                 warn!(error = %e, "could not ack a result; the broker will redeliver it and it will be ignored as a duplicate");
             }
         }
@@ -448,7 +472,7 @@ impl Coordinator {
         for (reply, response) in pending.replies {
             match encode_reply(response, max_payload) {
                 Ok(bytes) => {
-                    if let Err(e) = self.client.publish(reply, bytes.into()).await {
+                    if let Err(e) = bounded(self.client.publish(reply, bytes.into())).await {
                         warn!(error = %e, "could not answer an API request");
                     }
                 }
@@ -543,8 +567,10 @@ impl Coordinator {
                 let mut capabilities = hb.capabilities;
                 capabilities.sort();
                 capabilities.dedup();
-                let grace = Duration::from_millis(hb.interval_ms.saturating_mul(3))
-                    .max(self.config.worker_timeout);
+                // Clamped: a worker claiming a huge interval must still expire.
+                let grace =
+                    Duration::from_millis(hb.interval_ms.min(MAX_HEARTBEAT_MS).saturating_mul(3))
+                        .max(self.config.worker_timeout);
                 self.liveness
                     .insert(hb.worker.clone(), Instant::now() + grace);
                 if self
@@ -675,9 +701,21 @@ impl Coordinator {
         if self.owed.is_empty() {
             return Ok(());
         }
-        let owed = std::mem::take(&mut self.owed);
-        let max_payload = self.client.server_info().max_payload;
-        let outcome = effects::publish(&self.js, &self.subjects, max_payload, owed).await;
+        // An assignment whose attempt timed out or was canceled meanwhile is owed no more.
+        let owed: Vec<Effect> = std::mem::take(&mut self.owed)
+            .into_iter()
+            .filter(|effect| match effect {
+                Effect::Assign(a) => self.scheduler.is_running(&a.run, &a.task, a.attempt),
+                Effect::DeadLetter(_) => true,
+            })
+            .collect();
+        // Workers decode assignments up to their own limit, like this one's.
+        let limit = self
+            .client
+            .server_info()
+            .max_payload
+            .min(self.config.max_message_bytes);
+        let outcome = effects::publish(&self.js, &self.subjects, limit, owed).await;
         self.owed = outcome.retry;
         for bad in outcome.unpublishable {
             match bad.effect {
@@ -723,7 +761,8 @@ impl Coordinator {
                 ),
             }
         }
-        if self.owed.is_empty() {
+        // Failures of unpublishable assignments are not committed yet: not done either.
+        if self.owed.is_empty() && self.deferred.is_empty() {
             let log = &mut self.log;
             let last = workforce_shared::EventSeq(log.len());
             tokio::task::block_in_place(|| log.mark_effects_done(last))?;
