@@ -96,20 +96,26 @@ pub(super) async fn results(
     }
 }
 
+async fn subscribe(
+    client: &async_nats::Client,
+    subject: String,
+) -> Result<async_nats::Subscriber, IntakeError> {
+    client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| IntakeError::Subscribe {
+            subject,
+            message: e.to_string(),
+        })
+}
+
 pub(super) async fn heartbeats(
     client: async_nats::Client,
     subjects: Subjects,
     tx: mpsc::Sender<Intake>,
     max_bytes: usize,
 ) -> Result<(), IntakeError> {
-    let subject = subjects.all_heartbeats();
-    let mut sub = client
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| IntakeError::Subscribe {
-            subject,
-            message: e.to_string(),
-        })?;
+    let mut sub = subscribe(&client, subjects.all_heartbeats()).await?;
     while let Some(message) = sub.next().await {
         match decode::<Heartbeat>(&message.payload, max_bytes) {
             Ok(hb) if message.subject.as_str() == subjects.heartbeat(&hb.worker) => {
@@ -134,14 +140,7 @@ pub(super) async fn api(
     tx: mpsc::Sender<Intake>,
     max_bytes: usize,
 ) -> Result<(), IntakeError> {
-    let subject = subjects.all_api();
-    let mut sub = client
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| IntakeError::Subscribe {
-            subject,
-            message: e.to_string(),
-        })?;
+    let mut sub = subscribe(&client, subjects.all_api()).await?;
     while let Some(message) = sub.next().await {
         match decode::<ApiRequest>(&message.payload, max_bytes) {
             Ok(ApiRequest { request, .. })
