@@ -35,6 +35,19 @@ pub(super) enum Phase {
 }
 
 impl Phase {
+    /// The output, once completed.
+    pub(super) fn output(&self) -> Option<&Value> {
+        match self {
+            Phase::Completed { output } => Some(output),
+            Phase::Waiting
+            | Phase::Ready
+            | Phase::Running { .. }
+            | Phase::BackingOff { .. }
+            | Phase::Failed { .. }
+            | Phase::Canceled { .. } => None,
+        }
+    }
+
     pub(super) fn is_terminal(&self) -> bool {
         match self {
             Phase::Completed { .. } | Phase::Failed { .. } | Phase::Canceled { .. } => true,
@@ -190,16 +203,9 @@ impl RunState {
     pub(super) fn upstream_outputs(&self, task: usize) -> BTreeMap<TaskId, Value> {
         self.needs[task]
             .iter()
-            .filter_map(|&n| match &self.tasks[n].phase {
-                Phase::Completed { output } => {
-                    Some((self.plan.tasks[n].id.clone(), output.clone()))
-                }
-                Phase::Waiting
-                | Phase::Ready
-                | Phase::Running { .. }
-                | Phase::BackingOff { .. }
-                | Phase::Failed { .. }
-                | Phase::Canceled { .. } => None,
+            .filter_map(|&n| {
+                let output = self.tasks[n].phase.output()?;
+                Some((self.plan.tasks[n].id.clone(), output.clone()))
             })
             .collect()
     }

@@ -153,15 +153,7 @@ impl Scheduler {
                     Phase::Failed { error } => (TaskStatus::Failed, Some(error.clone())),
                     Phase::Canceled { reason } => (TaskStatus::Canceled, Some(reason.to_string())),
                 };
-                let output = match &task.phase {
-                    Phase::Completed { output } => Some(output.clone()),
-                    Phase::Waiting
-                    | Phase::Ready
-                    | Phase::Running { .. }
-                    | Phase::BackingOff { .. }
-                    | Phase::Failed { .. }
-                    | Phase::Canceled { .. } => None,
-                };
+                let output = task.phase.output().cloned();
                 TaskView {
                     task: spec.id.clone(),
                     capability: spec.capability.clone(),
