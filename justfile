@@ -72,8 +72,9 @@ nats-image: nats-server
     echo "nats-image: built {{ nats_image }} ($(docker run --rm {{ nats_image }} --version))"
 
 # Build the release binaries: workforce, workforce-coordinator, workforce-worker.
+# Only those packages, so that the tests' `failpoints` feature is not unified into them.
 build:
-    cargo build --release --workspace --bins
+    cargo build --release -p workforce-coordinator -p workforce-worker --bins
 
 # Start NATS, the coordinator and 3 workers in the background, wait until ready (`up fresh` wipes state).
 up state="keep": build nats-server
@@ -300,7 +301,8 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Build the NATS image and the debug binaries (integration tests spawn them), run all tests.
+# Build the NATS image and the debug binaries (integration tests spawn them; the tests crate
+# turns on the coordinator's `failpoints` feature, so these have crash points), run all tests.
 test *args: nats-image
     cargo build --workspace --bins
     cargo test --workspace {{ args }}

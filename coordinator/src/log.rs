@@ -3,6 +3,13 @@
 //!
 //! Only one process may open a data directory for writing; a second gets
 //! [`LogError::Locked`], never a shared, corrupted log.
+//!
+//! # Versions
+//! The log's **format version** ([`FORMAT_VERSION`], in the `meta` table) names the shape of
+//! its events. An event's shape never changes in place: a new shape is a new variant, or a
+//! migration that rewrites old events and bumps the format, so every log this build accepts
+//! decodes. The **semantics version** of each run (the scheduling rules it was accepted
+//! under) is recorded in its `RunAccepted` decision; see [`crate::scheduler::SEMANTICS_VERSION`].
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +24,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Highest event whose effects (publishes) are known done; later ones are redone on restart.
 const EFFECTS_DONE: &str = "effects_done";
 const FORMAT: &str = "format";
-const FORMAT_VERSION: u64 = 1;
+/// The shape of the events this build reads and writes.
+pub const FORMAT_VERSION: u64 = 2;
 
 pub const LOG_FILE: &str = "events.redb";
 
@@ -38,15 +46,62 @@ pub struct Event {
 
 impl Event {
     pub fn encode(&self) -> Result<Vec<u8>, LogError> {
-        rmp_serde::to_vec_named(self).map_err(|e| LogError::Encode(e.to_string()))
+        rmp_serde::to_vec_named(self).map_err(LogError::Encode)
     }
 
     pub fn decode(seq: u64, bytes: &[u8]) -> Result<Self, LogError> {
-        rmp_serde::from_slice(bytes).map_err(|e| LogError::Corrupt {
-            seq,
-            message: e.to_string(),
-        })
+        rmp_serde::from_slice(bytes).map_err(|source| LogError::Corrupt { seq, source })
     }
+
+    /// The events that record one step: its input, then its decisions, all at `at_ms`.
+    pub fn of_step(at_ms: u64, input: Input, decisions: Vec<Decision>) -> Vec<Event> {
+        let mut events = Vec::with_capacity(decisions.len() + 1);
+        events.push(Event {
+            at_ms,
+            entry: Entry::Input(input),
+        });
+        events.extend(decisions.into_iter().map(|decision| Event {
+            at_ms,
+            entry: Entry::Decision(decision),
+        }));
+        events
+    }
+}
+
+/// One recorded step: an input and the decisions recorded after it.
+#[derive(Debug)]
+pub struct Group<'a> {
+    pub seq: EventSeq,
+    pub at_ms: u64,
+    pub input: &'a Input,
+    pub decisions: Vec<(EventSeq, &'a Decision)>,
+}
+
+impl Group<'_> {
+    /// The decisions alone, in order.
+    pub fn decisions(&self) -> Vec<Decision> {
+        self.decisions.iter().map(|(_, d)| (*d).clone()).collect()
+    }
+}
+
+/// Splits a log into its steps. A decision with no input before it is an error.
+pub fn groups(events: &[(EventSeq, Event)]) -> Result<Vec<Group<'_>>, LogError> {
+    let mut out: Vec<Group<'_>> = Vec::new();
+    for (seq, event) in events {
+        match &event.entry {
+            Entry::Input(input) => out.push(Group {
+                seq: *seq,
+                at_ms: event.at_ms,
+                input,
+                decisions: Vec::new(),
+            }),
+            Entry::Decision(decision) => match out.last_mut() {
+                Some(group) => group.decisions.push((*seq, decision)),
+                None => return Err(LogError::Orphan { seq: seq.0 }),
+            },
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,34 +117,45 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no event log at {path} (expected {LOG_FILE} in the data directory)")]
+    #[error("no event log at {path} (expected {LOG_FILE} in the data directory, or a log file)")]
     Missing { path: PathBuf },
-    #[error("event log {path} has format {found}; this build reads format {FORMAT_VERSION}")]
+    #[error("event log {path} has format version {found}; this build reads format version {FORMAT_VERSION} only{}", wrong_format_hint(*found))]
     WrongFormat { path: PathBuf, found: u64 },
-    #[error("event {seq} of the log cannot be decoded: {message}")]
-    Corrupt { seq: u64, message: String },
+    #[error("event {seq} of the log cannot be decoded: {source}")]
+    Corrupt {
+        seq: u64,
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    #[error("event {seq} is a decision with no input before it")]
+    Orphan { seq: u64 },
     #[error("cannot encode an event: {0}")]
-    Encode(String),
+    Encode(#[source] rmp_serde::encode::Error),
+    #[error("cannot open the event log {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
     #[error("event log storage error: {0}")]
-    Storage(String),
+    Storage(#[from] redb::StorageError),
+    #[error("event log transaction error: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("event log table error: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("event log commit error: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("event log durability setting refused: {0}")]
+    Durability(#[from] redb::SetDurabilityError),
 }
 
-/// Storage errors from redb all become [`LogError::Storage`]; each names what failed.
-macro_rules! storage {
-    ($($t:ty),*) => {$(
-        impl From<$t> for LogError {
-            fn from(e: $t) -> Self {
-                LogError::Storage(e.to_string())
-            }
-        }
-    )*};
+fn wrong_format_hint(found: u64) -> &'static str {
+    if found < FORMAT_VERSION {
+        " (logs of format 1 predate the versioned log and cannot be upgraded: start the coordinator on a new data directory)"
+    } else {
+        " (it was written by a newer Workforce: use that one)"
+    }
 }
-storage!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// An open, writable event log.
 #[derive(Debug)]
@@ -104,8 +170,49 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> LogError {
         redb::DatabaseError::DatabaseAlreadyOpen => LogError::Locked {
             path: path.to_owned(),
         },
-        other => LogError::Storage(format!("{}: {other}", path.display())),
+        source => LogError::Open {
+            path: path.to_owned(),
+            source,
+        },
     }
+}
+
+/// Everything a log holds, read in one transaction.
+#[derive(Debug)]
+pub struct Contents {
+    pub format: u64,
+    pub events: Vec<(EventSeq, Event)>,
+    /// Effects of events up to here are known done.
+    pub effects_done: EventSeq,
+}
+
+fn check_format(path: &Path, found: Option<u64>) -> Result<(), LogError> {
+    match found {
+        None | Some(FORMAT_VERSION) => Ok(()),
+        Some(found) => Err(LogError::WrongFormat {
+            path: path.to_owned(),
+            found,
+        }),
+    }
+}
+
+fn read_contents(path: &Path, txn: &redb::ReadTransaction) -> Result<Contents, LogError> {
+    let meta = txn.open_table(META)?;
+    let format = meta.get(FORMAT)?.map(|v| v.value());
+    check_format(path, format)?;
+    let effects_done = EventSeq(meta.get(EFFECTS_DONE)?.map_or(0, |v| v.value()));
+    let table = txn.open_table(EVENTS)?;
+    let mut events = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let seq = k.value();
+        events.push((EventSeq(seq), Event::decode(seq, v.value())?));
+    }
+    Ok(Contents {
+        format: format.unwrap_or(FORMAT_VERSION),
+        events,
+        effects_done,
+    })
 }
 
 impl EventLog {
@@ -121,12 +228,9 @@ impl EventLog {
         {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(FORMAT)?.map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert(FORMAT, FORMAT_VERSION)?;
-                }
-                Some(FORMAT_VERSION) => {}
-                Some(found) => return Err(LogError::WrongFormat { path, found }),
+            check_format(&path, found)?;
+            if found.is_none() {
+                meta.insert(FORMAT, FORMAT_VERSION)?;
             }
             txn.open_table(EVENTS)?;
         }
@@ -139,14 +243,33 @@ impl EventLog {
         Ok(Self { db, path, next_seq })
     }
 
-    /// Opens an existing log for reading, failing if there is none.
-    pub fn open_existing(dir: &Path) -> Result<Self, LogError> {
-        if !dir.join(LOG_FILE).exists() {
+    /// Reads a whole log without changing it: `path` is a data directory or a log file
+    /// itself. Read-only when the log was closed cleanly; a log left by a crash is opened for
+    /// writing once, to repair it.
+    pub fn read(path: &Path) -> Result<Contents, LogError> {
+        let file = if path.is_file() {
+            path.to_owned()
+        } else {
+            path.join(LOG_FILE)
+        };
+        if !file.exists() {
             return Err(LogError::Missing {
-                path: dir.to_owned(),
+                path: path.to_owned(),
             });
         }
-        Self::open(dir)
+        match redb::ReadOnlyDatabase::open(&file) {
+            Ok(db) => read_contents(&file, &db.begin_read()?),
+            Err(redb::DatabaseError::RepairAborted) => {
+                let db = Database::create(&file).map_err(|e| open_error(&file, e))?;
+                read_contents(&file, &db.begin_read()?)
+            }
+            Err(e) => Err(open_error(&file, e)),
+        }
+    }
+
+    /// Everything the log holds.
+    pub fn contents(&self) -> Result<Contents, LogError> {
+        read_contents(&self.path, &self.db.begin_read()?)
     }
 
     pub fn path(&self) -> &Path {
@@ -174,15 +297,7 @@ impl EventLog {
 
     /// Every event, in order.
     pub fn read_all(&self) -> Result<Vec<(EventSeq, Event)>, LogError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            let seq = k.value();
-            out.push((EventSeq(seq), Event::decode(seq, v.value())?));
-        }
-        Ok(out)
+        Ok(self.contents()?.events)
     }
 
     pub fn len(&self) -> u64 {
@@ -197,8 +312,7 @@ impl EventLog {
     /// losing it only means some effects are redone (idempotently) after a crash.
     pub fn mark_effects_done(&mut self, seq: EventSeq) -> Result<(), LogError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| LogError::Storage(e.to_string()))?;
+        txn.set_durability(redb::Durability::None)?;
         txn.open_table(META)?.insert(EFFECTS_DONE, seq.0)?;
         txn.commit()?;
         Ok(())
@@ -268,9 +382,49 @@ mod tests {
     }
 
     #[test]
+    fn a_log_of_another_format_is_refused_naming_its_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = Database::create(dir.path().join(LOG_FILE)).expect("create");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(META)
+                .expect("meta")
+                .insert(FORMAT, 1)
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        for err in [
+            EventLog::open(dir.path()).expect_err("format 1"),
+            EventLog::read(dir.path()).expect_err("format 1"),
+        ] {
+            assert!(
+                matches!(err, LogError::WrongFormat { found: 1, .. }),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("format version 1"), "{text}");
+            assert!(text.contains("new data directory"), "{text}");
+        }
+    }
+
+    #[test]
+    fn reading_a_closed_log_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = EventLog::open(dir.path()).expect("open");
+        log.append(&[event(1), event(2)]).expect("append");
+        drop(log);
+        let file = dir.path().join(LOG_FILE);
+        let before = std::fs::read(&file).expect("bytes");
+        let contents = EventLog::read(dir.path()).expect("read");
+        assert_eq!(contents.format, FORMAT_VERSION);
+        assert_eq!(contents.events.len(), 2);
+        assert_eq!(std::fs::read(&file).expect("bytes"), before);
+    }
+
+    #[test]
     fn missing_logs_are_named() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = EventLog::open_existing(&dir.path().join("nope")).expect_err("missing");
+        let err = EventLog::read(&dir.path().join("nope")).expect_err("missing");
         assert!(matches!(err, LogError::Missing { .. }));
     }
 }

@@ -7,6 +7,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Room to leave in a message, beside its payload, for its headers (a message id, say):
+/// a payload may use at most the broker's max payload less this.
+pub const HEADER_ROOM: usize = 1024;
+
 /// A message type that travels on the wire.
 pub trait Envelope: Serialize + DeserializeOwned {
     /// What the message is, for error messages ("assignment", "result", ...).

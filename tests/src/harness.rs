@@ -531,8 +531,7 @@ impl Cluster {
             "coordinator exited with {status}: {}",
             self.coordinator.output()
         );
-        let log = EventLog::open_existing(&self.data())?;
-        let events = log.read_all()?;
+        let events = EventLog::read(&self.data())?.events;
         let report = check_invariant(&events, &results)?;
         ensure!(
             report.starts == self.coordinator_starts,
@@ -627,6 +626,8 @@ pub fn check_invariant(
     stored: &[TaskResult],
 ) -> anyhow::Result<InvariantReport> {
     replay(events, None).context("the log must replay with no divergence")?;
+    workforce_coordinator::invariants::check(events)
+        .context("the log must keep every invariant")?;
     let mut terminal: BTreeMap<(RunId, TaskId), u32> = BTreeMap::new();
     let mut dispatched: BTreeMap<(RunId, TaskId), ()> = BTreeMap::new();
     let mut report = InvariantReport::default();
@@ -649,7 +650,7 @@ pub fn check_invariant(
                 *terminal.entry((run.clone(), task.clone())).or_default() += 1;
             }
             Entry::Input(Input::ResultReceived { result }) => logged.push(result),
-            Entry::Input(Input::CoordinatorStarted) => report.starts += 1,
+            Entry::Input(Input::CoordinatorStarted { .. }) => report.starts += 1,
             Entry::Input(_) | Entry::Decision(_) => {}
         }
     }

@@ -1,17 +1,31 @@
 //! The scheduler: a pure, deterministic state machine.
 //!
-//! [`Scheduler::apply`] takes one [`Input`] and returns the [`Decision`]s it leads to. It does
-//! no I/O, reads no clock and draws no random numbers; every collection it iterates is ordered.
-//! The same inputs in the same order therefore give the same decisions, which is what makes
-//! the event log replayable and the simulator faithful.
+//! [`Scheduler::step`] takes one [`Input`] and returns a [`Step`]: the [`Decision`]s it leads
+//! to (to record) and the [`Effect`]s they owe (to carry out once recorded). It does no I/O,
+//! reads no clock and draws no random numbers; every collection it iterates is ordered. The
+//! same inputs in the same order therefore give the same decisions, which is what makes the
+//! event log replayable and the simulator faithful.
+//!
+//! Deciding and changing state are kept apart: every change of state is the evolution of one
+//! recorded decision ([`evolve`]), so [`Scheduler::restore`] rebuilds the state from a log
+//! without deciding anything again, whatever rules the log was written under.
 //!
 //! Dispatch order: among ready tasks of a capability, higher priority first, then earlier run,
 //! then plan order. Dispatch is capacity-aware: a capability gets at most as many running tasks
 //! as its live workers announce, so the broker holds no backlog that a later, higher-priority
 //! task would queue behind. A worker serving several capabilities counts its concurrency for
 //! each, which bounds (not removes) what the broker may hold for it.
+//!
+//! # Layout
+//! - [`events`]: inputs, decisions and their reasons (what the log holds).
+//! - [`step`]: the step, its effects and the timers it asks for.
+//! - `evolve`: how each decision changes the state; `restore` applies recorded ones.
+//! - `run`: one run's state. `view`: what `status`, `runs` and `workers` show.
 
+mod events;
+mod evolve;
 mod run;
+mod step;
 mod view;
 
 #[cfg(test)]
@@ -20,162 +34,20 @@ mod tests;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 use workforce_shared::{
-    Assignment, Attempt, Capability, DeadLetter, Outcome, PROTOCOL_VERSION, Plan, RunId, TaskId,
-    TaskResult, WorkerId, retry_delay_ms,
+    Assignment, Attempt, AttemptError, Capability, DeadLetter, Outcome, PROTOCOL_VERSION, Plan,
+    RunId, StopAttempt, TaskId, TaskResult, WorkerId, retry_delay_ms,
 };
 
 use run::{Phase, RunState};
+
+pub use events::{
+    COORDINATOR, CancelReason, Decision, FailureCause, IgnoreReason, Input, PublishFailure,
+    Rejection, RunOutcome, SEMANTICS_VERSION, WorkerLeftReason,
+};
+pub use evolve::RestoreError;
+pub use step::{Effect, Fate, Step, Timer};
 pub use view::{RunStatus, RunSummary, RunView, TaskStatus, TaskView, WorkerView};
-
-/// Everything the scheduler reacts to. Recorded in the event log before its decisions act.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "input", rename_all = "snake_case")]
-pub enum Input {
-    /// An operator submitted a validated plan; the I/O layer chose the run id.
-    RunSubmitted { run: RunId, plan: Plan },
-    /// A worker published the result of an attempt.
-    ResultReceived { result: TaskResult },
-    /// The backoff before `attempt` of a task has elapsed.
-    RetryDue {
-        run: RunId,
-        task: TaskId,
-        attempt: Attempt,
-    },
-    /// A worker announced itself, or changed what it announces.
-    WorkerJoined {
-        worker: WorkerId,
-        capabilities: Vec<Capability>,
-        concurrency: u32,
-    },
-    /// A worker stopped, began draining, or its heartbeats stopped.
-    WorkerLeft {
-        worker: WorkerId,
-        reason: WorkerLeftReason,
-    },
-    /// An operator asked to cancel a run.
-    CancelRequested { run: RunId },
-    /// A dispatched attempt ran past its timeout (plus the coordinator's grace) with no result.
-    AttemptTimedOut {
-        run: RunId,
-        task: TaskId,
-        attempt: Attempt,
-    },
-    /// The coordinator (re)started on this log. Changes nothing; recorded so the log shows it.
-    CoordinatorStarted,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkerLeftReason {
-    Stopped,
-    Draining,
-    HeartbeatsStopped,
-}
-
-/// What the scheduler decided. Decisions with effects (dispatch, retry timer, dead letter) are
-/// carried out by the I/O layer only after the batch that records them is committed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Decision {
-    RunAccepted {
-        run: RunId,
-        tasks: u32,
-    },
-    /// The input could not be acted on (duplicate run id, unknown run).
-    InputRejected {
-        reason: String,
-    },
-    /// Publish an assignment for this attempt.
-    Dispatch {
-        run: RunId,
-        task: TaskId,
-        attempt: Attempt,
-        capability: Capability,
-    },
-    TaskCompleted {
-        run: RunId,
-        task: TaskId,
-        attempt: Attempt,
-    },
-    /// Tell whichever worker runs this attempt to stop it: its outcome no longer counts.
-    StopAttempt {
-        run: RunId,
-        task: TaskId,
-        attempt: Attempt,
-    },
-    /// Arm a timer: after `delay_ms`, feed [`Input::RetryDue`] for `attempt`.
-    RetryScheduled {
-        run: RunId,
-        task: TaskId,
-        attempt: Attempt,
-        delay_ms: u64,
-    },
-    /// Attempts ran out or the failure was permanent: publish a dead letter.
-    DeadLettered {
-        run: RunId,
-        task: TaskId,
-        attempts: u32,
-        error: String,
-    },
-    TaskCanceled {
-        run: RunId,
-        task: TaskId,
-        reason: CancelReason,
-    },
-    RunFinished {
-        run: RunId,
-        outcome: RunOutcome,
-    },
-    /// A result that changes nothing: recorded so that the log explains every message.
-    ResultIgnored {
-        run: RunId,
-        task: TaskId,
-        attempt: Attempt,
-        reason: IgnoreReason,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum CancelReason {
-    /// A task it needs (directly or not) was dead-lettered.
-    UpstreamFailed { task: TaskId },
-    /// An operator canceled the run.
-    RunCanceled,
-}
-
-impl std::fmt::Display for CancelReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CancelReason::UpstreamFailed { task } => write!(f, "upstream task {task} failed"),
-            CancelReason::RunCanceled => write!(f, "run canceled by operator"),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum RunOutcome {
-    Succeeded,
-    Failed { reason: String },
-    Canceled,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IgnoreReason {
-    UnknownRun,
-    UnknownTask,
-    /// An attempt other than the one running (a late result of an earlier attempt).
-    StaleAttempt,
-    /// The task already has its outcome (a second copy of the same result).
-    AlreadyFinished,
-}
-
-/// The worker id recorded for failures the coordinator itself decides (timeouts).
-pub const COORDINATOR: &str = "coordinator";
 
 /// Sort key of a ready task: higher priority, then earlier run, then plan order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -192,7 +64,7 @@ struct WorkerInfo {
 }
 
 /// The scheduler's whole state. Build one with [`Scheduler::default`] and feed it inputs.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Scheduler {
     runs: BTreeMap<RunId, RunState>,
     /// Submission order, for tie-breaking and listing.
@@ -203,320 +75,346 @@ pub struct Scheduler {
     ready: BTreeMap<Capability, BTreeSet<ReadyKey>>,
 }
 
+/// What a step has produced so far.
+#[derive(Debug)]
+struct Out {
+    decisions: Vec<Decision>,
+    effects: Vec<Effect>,
+    fate: Fate,
+}
+
 impl Scheduler {
-    /// Applies one input and returns the decisions it leads to, in order.
-    pub fn apply(&mut self, input: &Input) -> Vec<Decision> {
-        let mut out = Vec::new();
-        match input {
-            Input::RunSubmitted { run, plan } => self.submit(run, plan, &mut out),
-            Input::ResultReceived { result } => self.result(result, &mut out),
-            Input::RetryDue { run, task, attempt } => self.retry_due(run, task, *attempt),
-            Input::WorkerJoined {
-                worker,
-                capabilities,
-                concurrency,
-            } => {
-                self.workers.insert(
-                    worker.clone(),
-                    WorkerInfo {
-                        capabilities: capabilities.clone(),
-                        concurrency: *concurrency,
-                    },
-                );
+    /// Decides what one input leads to, changes the state accordingly, and returns what to
+    /// record and what to do.
+    pub fn step(&mut self, input: Input) -> Step {
+        let mut out = Out {
+            decisions: Vec::new(),
+            effects: Vec::new(),
+            fate: Fate::Applied,
+        };
+        self.observe(&input);
+        match &input {
+            Input::RunSubmitted { run, .. } => self.submit(&input, run, &mut out),
+            Input::ResultReceived { result } => self.result(&input, result, &mut out),
+            Input::RetryDue { run, task, attempt } => {
+                self.retry_due(&input, run, task, *attempt, &mut out)
             }
-            Input::WorkerLeft { worker, .. } => {
-                self.workers.remove(worker);
-            }
-            Input::CancelRequested { run } => self.cancel(run, &mut out),
+            Input::CancelRequested { run } => self.cancel(&input, run, &mut out),
             Input::AttemptTimedOut { run, task, attempt } => {
-                self.timed_out(run, task, *attempt, &mut out)
+                if let Some((index, timeout_ms)) = self.running_task(run, task, *attempt) {
+                    self.emit(
+                        &input,
+                        Decision::StopAttempt {
+                            run: run.clone(),
+                            task: task.clone(),
+                            attempt: *attempt,
+                        },
+                        &mut out,
+                    );
+                    let cause = FailureCause::TimedOut { timeout_ms };
+                    self.fail(&input, run, index, *attempt, cause, &mut out);
+                }
             }
-            Input::CoordinatorStarted => {}
+            Input::PublishFailed {
+                run,
+                task,
+                attempt,
+                failure,
+            } => {
+                if let Some((index, _)) = self.running_task(run, task, *attempt) {
+                    let cause = FailureCause::Unpublishable {
+                        failure: failure.clone(),
+                    };
+                    self.fail(&input, run, index, *attempt, cause, &mut out);
+                }
+            }
+            // Facts the state takes in `observe`; what they free up is dispatched below.
+            Input::WorkerJoined { .. }
+            | Input::WorkerLeft { .. }
+            | Input::CoordinatorStarted { .. } => {}
         }
-        self.dispatch(&mut out);
-        out
+        self.dispatch(&input, &mut out);
+        Step {
+            input,
+            decisions: out.decisions,
+            effects: out.effects,
+            fate: out.fate,
+        }
     }
 
-    fn submit(&mut self, run: &RunId, plan: &Plan, out: &mut Vec<Decision>) {
+    /// Records a decision: changes the state by it and collects the effect it owes.
+    fn emit(&mut self, input: &Input, decision: Decision, out: &mut Out) {
+        let evolved = self.evolve(input, &decision);
+        debug_assert!(evolved.is_ok(), "{decision:?} does not apply: {evolved:?}");
+        if let Some(effect) = self.effect(&decision) {
+            out.effects.push(effect);
+        }
+        out.decisions.push(decision);
+    }
+
+    fn submit(&mut self, input: &Input, run: &RunId, out: &mut Out) {
         if self.runs.contains_key(run) {
-            out.push(Decision::InputRejected {
-                reason: format!("run {run} already exists"),
-            });
+            let rejection = Rejection::RunExists { run: run.clone() };
+            out.fate = Fate::Rejected(rejection.clone());
+            self.emit(input, Decision::InputRejected { rejection }, out);
             return;
         }
-        let seq = self.run_ids.last_key_value().map_or(0, |(s, _)| s + 1);
-        let state = RunState::new(run.clone(), seq, plan.clone());
-        out.push(Decision::RunAccepted {
+        let Input::RunSubmitted { plan, .. } = input else {
+            return;
+        };
+        let accepted = Decision::RunAccepted {
             run: run.clone(),
             tasks: u32::try_from(plan.tasks.len()).unwrap_or(u32::MAX),
-        });
-        let ready: Vec<usize> = state.initially_ready().collect();
-        self.run_ids.insert(seq, run.clone());
-        self.runs.insert(run.clone(), state);
+            semantics: SEMANTICS_VERSION,
+        };
+        self.emit(input, accepted, out);
+        let ready: Vec<TaskId> = self
+            .runs
+            .get(run)
+            .map(|state| {
+                state
+                    .initially_ready()
+                    .map(|i| state.plan.tasks[i].id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         for task in ready {
-            self.make_ready(run, task);
+            let decision = Decision::TaskReady {
+                run: run.clone(),
+                task,
+                attempt: Attempt::FIRST,
+            };
+            self.emit(input, decision, out);
         }
     }
 
-    fn result(&mut self, result: &TaskResult, out: &mut Vec<Decision>) {
-        let ignore = |reason| Decision::ResultIgnored {
-            run: result.run.clone(),
-            task: result.task.clone(),
-            attempt: result.attempt,
-            reason,
+    fn result(&mut self, input: &Input, result: &TaskResult, out: &mut Out) {
+        let reason = match self.runs.get(&result.run) {
+            None => Some(IgnoreReason::UnknownRun),
+            Some(state) => match state.index_of(&result.task) {
+                None => Some(IgnoreReason::UnknownTask),
+                Some(index) => match &state.tasks[index].phase {
+                    Phase::Running { attempt } if *attempt == result.attempt => None,
+                    Phase::Completed { .. } | Phase::Failed | Phase::Canceled { .. } => {
+                        Some(IgnoreReason::AlreadyFinished)
+                    }
+                    Phase::Running { .. }
+                    | Phase::Waiting
+                    | Phase::Ready
+                    | Phase::BackingOff { .. } => Some(IgnoreReason::StaleAttempt),
+                },
+            },
         };
-        let Some(state) = self.runs.get_mut(&result.run) else {
-            out.push(ignore(IgnoreReason::UnknownRun));
-            return;
-        };
-        let Some(index) = state.index_of(&result.task) else {
-            out.push(ignore(IgnoreReason::UnknownTask));
-            return;
-        };
-        let attempt = match &state.tasks[index].phase {
-            Phase::Running { attempt } => *attempt,
-            Phase::Completed { .. } | Phase::Failed { .. } | Phase::Canceled { .. } => {
-                out.push(ignore(IgnoreReason::AlreadyFinished));
-                return;
-            }
-            Phase::Waiting | Phase::Ready | Phase::BackingOff { .. } => {
-                out.push(ignore(IgnoreReason::StaleAttempt));
-                return;
-            }
-        };
-        if attempt != result.attempt {
-            out.push(ignore(IgnoreReason::StaleAttempt));
+        if let Some(reason) = reason {
+            out.fate = Fate::Ignored(reason);
+            let decision = Decision::ResultIgnored {
+                run: result.run.clone(),
+                task: result.task.clone(),
+                attempt: result.attempt,
+                reason,
+            };
+            self.emit(input, decision, out);
             return;
         }
-        let capability = state.plan.tasks[index].capability.clone();
-        self.release(&capability);
-        let run = result.run.clone();
+        let Some(index) = self
+            .runs
+            .get(&result.run)
+            .and_then(|s| s.index_of(&result.task))
+        else {
+            return;
+        };
+        let run = &result.run;
         match &result.outcome {
-            Outcome::Succeeded { output } => self.complete(&run, index, attempt, output, out),
+            Outcome::Succeeded { .. } => {
+                let completed = Decision::TaskCompleted {
+                    run: run.clone(),
+                    task: result.task.clone(),
+                    attempt: result.attempt,
+                };
+                self.emit(input, completed, out);
+                let unblocked: Vec<TaskId> = self
+                    .runs
+                    .get(run)
+                    .map(|state| state.unblocked_by(index).collect())
+                    .unwrap_or_default();
+                for task in unblocked {
+                    let decision = Decision::TaskReady {
+                        run: run.clone(),
+                        task,
+                        attempt: Attempt::FIRST,
+                    };
+                    self.emit(input, decision, out);
+                }
+                self.finish_if_done(input, run, out);
+            }
             Outcome::Failed { error, permanent } => {
-                self.fail(&run, index, attempt, &result.worker, error, *permanent, out)
+                let cause = FailureCause::Worker {
+                    worker: result.worker.clone(),
+                    error: error.clone(),
+                    permanent: *permanent,
+                };
+                self.fail(input, run, index, result.attempt, cause, out);
             }
         }
     }
 
-    fn complete(
-        &mut self,
-        run: &RunId,
-        index: usize,
-        attempt: Attempt,
-        output: &serde_json::Value,
-        out: &mut Vec<Decision>,
-    ) {
-        let Some(state) = self.runs.get_mut(run) else {
-            return;
-        };
-        out.push(Decision::TaskCompleted {
-            run: run.clone(),
-            task: state.plan.tasks[index].id.clone(),
-            attempt,
-        });
-        let unblocked = state.complete(index, attempt, output.clone());
-        for task in unblocked {
-            self.make_ready(run, task);
-        }
-        self.finish_if_done(run, out);
-    }
-
-    #[allow(clippy::too_many_arguments)]
+    /// The attempt failed: retry it, or dead-letter the task and cancel what needs it.
     fn fail(
         &mut self,
+        input: &Input,
         run: &RunId,
         index: usize,
         attempt: Attempt,
-        worker: &WorkerId,
-        error: &str,
-        permanent: bool,
-        out: &mut Vec<Decision>,
+        cause: FailureCause,
+        out: &mut Out,
     ) {
-        let Some(state) = self.runs.get_mut(run) else {
+        let Some(state) = self.runs.get(run) else {
             return;
         };
-        state.record_error(index, attempt, worker, error);
         let spec = &state.plan.tasks[index];
         let task = spec.id.clone();
-        if !permanent && attempt.0 < spec.retry.max_attempts {
+        let retry = (!cause.is_permanent() && attempt.0 < spec.retry.max_attempts).then(|| {
             let next = attempt.next();
-            let delay_ms = retry_delay_ms(&spec.retry, run, &task, next);
-            state.tasks[index].phase = Phase::BackingOff { next };
-            out.push(Decision::RetryScheduled {
+            (next, retry_delay_ms(&spec.retry, run, &task, next))
+        });
+        let failed = Decision::AttemptFailed {
+            run: run.clone(),
+            task: task.clone(),
+            attempt,
+            cause,
+        };
+        self.emit(input, failed, out);
+        if let Some((next, delay_ms)) = retry {
+            let decision = Decision::RetryScheduled {
                 run: run.clone(),
                 task,
                 attempt: next,
                 delay_ms,
-            });
+            };
+            self.emit(input, decision, out);
             return;
         }
-        let error = if permanent {
-            format!("permanent failure: {error}")
-        } else {
-            error.to_owned()
-        };
-        state.tasks[index].phase = Phase::Failed {
-            error: error.clone(),
-        };
-        if state.failure.is_none() {
-            state.failure = Some(format!(
-                "task {task} dead-lettered after {} attempt(s): {error}",
-                attempt.0
-            ));
-        }
-        out.push(Decision::DeadLettered {
+        let dead = Decision::DeadLettered {
             run: run.clone(),
             task: task.clone(),
             attempts: attempt.0,
-            error,
-        });
-        for dependent in state.transitive_dependents(index) {
-            if state.tasks[dependent].phase.is_terminal() {
-                continue;
-            }
-            state.tasks[dependent].phase = Phase::Canceled {
+        };
+        self.emit(input, dead, out);
+        let dependents: Vec<TaskId> = self
+            .runs
+            .get(run)
+            .map(|state| {
+                state
+                    .transitive_dependents(index)
+                    .into_iter()
+                    .filter(|&d| !state.tasks[d].phase.is_terminal())
+                    .map(|d| state.plan.tasks[d].id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for dependent in dependents {
+            let decision = Decision::TaskCanceled {
+                run: run.clone(),
+                task: dependent,
                 reason: CancelReason::UpstreamFailed { task: task.clone() },
             };
-            out.push(Decision::TaskCanceled {
-                run: run.clone(),
-                task: state.plan.tasks[dependent].id.clone(),
-                reason: CancelReason::UpstreamFailed { task: task.clone() },
-            });
-            // A dependent of an unfinished task is never ready or running, so nothing to
-            // remove from the ready sets or in-flight counts.
+            self.emit(input, decision, out);
         }
-        self.finish_if_done(run, out);
+        self.finish_if_done(input, run, out);
     }
 
-    fn timed_out(&mut self, run: &RunId, task: &TaskId, attempt: Attempt, out: &mut Vec<Decision>) {
-        let Some(state) = self.runs.get(run) else {
-            return;
-        };
-        let Some(index) = state.index_of(task) else {
-            return;
-        };
-        // Only the attempt still running can time out; a late timer changes nothing.
-        if state.tasks[index].phase != (Phase::Running { attempt }) {
-            return;
-        }
-        let spec = &state.plan.tasks[index];
-        let capability = spec.capability.clone();
-        let error = format!(
-            "attempt {attempt} timed out: no result within its timeout of {}ms",
-            spec.timeout_ms
-        );
-        out.push(Decision::StopAttempt {
-            run: run.clone(),
-            task: task.clone(),
-            attempt,
-        });
-        self.release(&capability);
-        let coordinator = WorkerId::sanitized(COORDINATOR);
-        self.fail(run, index, attempt, &coordinator, &error, false, out);
+    /// The task's index and timeout when `attempt` is the one running; a late timer or a
+    /// failed publish of an attempt that has its outcome changes nothing.
+    fn running_task(&self, run: &RunId, task: &TaskId, attempt: Attempt) -> Option<(usize, u64)> {
+        let state = self.runs.get(run)?;
+        let index = state.index_of(task)?;
+        (state.tasks[index].phase == (Phase::Running { attempt }))
+            .then(|| (index, state.plan.tasks[index].timeout_ms))
     }
 
-    fn retry_due(&mut self, run: &RunId, task: &TaskId, attempt: Attempt) {
-        let Some(state) = self.runs.get_mut(run) else {
-            return;
-        };
-        let Some(index) = state.index_of(task) else {
-            return;
-        };
+    fn retry_due(
+        &mut self,
+        input: &Input,
+        run: &RunId,
+        task: &TaskId,
+        attempt: Attempt,
+        out: &mut Out,
+    ) {
         // A timer for a canceled task or an old attempt is harmless: nothing to do.
-        if state.tasks[index].phase == (Phase::BackingOff { next: attempt }) {
-            state.tasks[index].phase = Phase::Ready;
-            state.tasks[index].attempt = attempt;
-            let key = state.ready_key(index);
-            let capability = state.plan.tasks[index].capability.clone();
-            self.ready.entry(capability).or_default().insert(key);
+        let due = self.runs.get(run).is_some_and(|state| {
+            state.index_of(task).is_some_and(|index| {
+                state.tasks[index].phase == (Phase::BackingOff { next: attempt })
+            })
+        });
+        if due {
+            let decision = Decision::TaskReady {
+                run: run.clone(),
+                task: task.clone(),
+                attempt,
+            };
+            self.emit(input, decision, out);
         }
     }
 
-    fn cancel(&mut self, run: &RunId, out: &mut Vec<Decision>) {
-        let Some(state) = self.runs.get_mut(run) else {
-            out.push(Decision::InputRejected {
-                reason: format!("no run {run}"),
-            });
-            return;
+    fn cancel(&mut self, input: &Input, run: &RunId, out: &mut Out) {
+        let rejection = match self.runs.get(run) {
+            None => Some(Rejection::UnknownRun { run: run.clone() }),
+            Some(state) if state.outcome.is_some() => {
+                Some(Rejection::RunFinished { run: run.clone() })
+            }
+            Some(_) => None,
         };
-        if state.outcome.is_some() {
-            out.push(Decision::InputRejected {
-                reason: format!("run {run} has already finished"),
-            });
+        if let Some(rejection) = rejection {
+            out.fate = Fate::Rejected(rejection.clone());
+            self.emit(input, Decision::InputRejected { rejection }, out);
             return;
         }
-        let mut freed = Vec::new();
-        for index in 0..state.tasks.len() {
-            let phase = &state.tasks[index].phase;
-            if phase.is_terminal() {
-                continue;
-            }
-            let capability = state.plan.tasks[index].capability.clone();
-            match phase {
-                Phase::Running { .. } => freed.push(capability),
-                Phase::Ready => {
-                    let key = state.ready_key(index);
-                    if let Some(set) = self.ready.get_mut(&capability) {
-                        set.remove(&key);
-                    }
-                }
-                Phase::Waiting | Phase::BackingOff { .. } => {}
-                Phase::Completed { .. } | Phase::Failed { .. } | Phase::Canceled { .. } => {}
-            }
-            state.tasks[index].phase = Phase::Canceled {
+        let unfinished: Vec<TaskId> = self
+            .runs
+            .get(run)
+            .map(|state| {
+                state
+                    .tasks
+                    .iter()
+                    .zip(&state.plan.tasks)
+                    .filter(|(t, _)| !t.phase.is_terminal())
+                    .map(|(_, spec)| spec.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for task in unfinished {
+            let decision = Decision::TaskCanceled {
+                run: run.clone(),
+                task,
                 reason: CancelReason::RunCanceled,
             };
-            out.push(Decision::TaskCanceled {
-                run: run.clone(),
-                task: state.plan.tasks[index].id.clone(),
-                reason: CancelReason::RunCanceled,
-            });
+            self.emit(input, decision, out);
         }
-        state.outcome = Some(RunOutcome::Canceled);
-        out.push(Decision::RunFinished {
+        let finished = Decision::RunFinished {
             run: run.clone(),
             outcome: RunOutcome::Canceled,
-        });
-        for capability in freed {
-            self.release(&capability);
-        }
+        };
+        self.emit(input, finished, out);
     }
 
-    fn finish_if_done(&mut self, run: &RunId, out: &mut Vec<Decision>) {
-        let Some(state) = self.runs.get_mut(run) else {
+    fn finish_if_done(&mut self, input: &Input, run: &RunId, out: &mut Out) {
+        let Some(state) = self.runs.get(run) else {
             return;
         };
         if state.outcome.is_some() || state.tasks.iter().any(|t| !t.phase.is_terminal()) {
             return;
         }
-        let outcome = match &state.failure {
+        let outcome = match state.first_failed {
             None => RunOutcome::Succeeded,
-            Some(reason) => RunOutcome::Failed {
-                reason: reason.clone(),
+            Some(index) => RunOutcome::Failed {
+                task: state.plan.tasks[index].id.clone(),
             },
         };
-        state.outcome = Some(outcome.clone());
-        out.push(Decision::RunFinished {
+        let decision = Decision::RunFinished {
             run: run.clone(),
             outcome,
-        });
-    }
-
-    fn make_ready(&mut self, run: &RunId, index: usize) {
-        let Some(state) = self.runs.get_mut(run) else {
-            return;
         };
-        state.tasks[index].phase = Phase::Ready;
-        let key = state.ready_key(index);
-        let capability = state.plan.tasks[index].capability.clone();
-        self.ready.entry(capability).or_default().insert(key);
-    }
-
-    fn release(&mut self, capability: &Capability) {
-        if let Some(n) = self.in_flight.get_mut(capability) {
-            *n = n.saturating_sub(1);
-        }
+        self.emit(input, decision, out);
     }
 
     /// Live capacity for a capability: the sum of the concurrency its live workers announce.
@@ -528,7 +426,7 @@ impl Scheduler {
             .fold(0u32, u32::saturating_add)
     }
 
-    fn dispatch(&mut self, out: &mut Vec<Decision>) {
+    fn dispatch(&mut self, input: &Input, out: &mut Out) {
         let capabilities: Vec<Capability> = self
             .ready
             .iter()
@@ -542,33 +440,87 @@ impl Scheduler {
                 if running >= capacity {
                     break;
                 }
-                let Some(set) = self.ready.get_mut(&capability) else {
+                // Taken off the ready set here, so that the loop ends whatever evolve does.
+                let Some(key) = self
+                    .ready
+                    .get_mut(&capability)
+                    .and_then(BTreeSet::pop_first)
+                else {
                     break;
                 };
-                let Some(key) = set.pop_first() else {
-                    break;
-                };
-                let Some(run) = self.run_ids.get(&key.run_seq).cloned() else {
+                let Some(state) = self
+                    .run_ids
+                    .get(&key.run_seq)
+                    .and_then(|run| self.runs.get(run))
+                else {
                     continue;
                 };
-                let Some(state) = self.runs.get_mut(&run) else {
-                    continue;
-                };
-                let attempt = state.tasks[key.task].attempt;
-                state.tasks[key.task].phase = Phase::Running { attempt };
-                *self.in_flight.entry(capability.clone()).or_default() += 1;
-                out.push(Decision::Dispatch {
-                    run: run.clone(),
-                    task: state.plan.tasks[key.task].id.clone(),
-                    attempt,
+                let spec = &state.plan.tasks[key.task];
+                let decision = Decision::Dispatch {
+                    run: state.id.clone(),
+                    task: spec.id.clone(),
+                    attempt: state.tasks[key.task].attempt,
                     capability: capability.clone(),
-                });
+                    timeout_ms: spec.timeout_ms,
+                };
+                self.emit(input, decision, out);
             }
         }
     }
 
-    /// The message to publish for a [`Decision::Dispatch`].
-    pub fn assignment(&self, run: &RunId, task: &TaskId, attempt: Attempt) -> Option<Assignment> {
+    /// The effect a decision owes, built from the state it leaves.
+    fn effect(&self, decision: &Decision) -> Option<Effect> {
+        match decision {
+            Decision::Dispatch {
+                run, task, attempt, ..
+            } => self.assignment(run, task, *attempt).map(Effect::Assign),
+            Decision::TaskCompleted { run, task, attempt }
+            | Decision::AttemptFailed {
+                run, task, attempt, ..
+            } => Some(Effect::AttemptEnded {
+                run: run.clone(),
+                task: task.clone(),
+                attempt: *attempt,
+            }),
+            Decision::TaskCanceled { run, task, .. } => {
+                let state = self.runs.get(run)?;
+                let attempt = state.tasks[state.index_of(task)?].attempt;
+                Some(Effect::AttemptEnded {
+                    run: run.clone(),
+                    task: task.clone(),
+                    attempt,
+                })
+            }
+            Decision::StopAttempt { run, task, attempt } => Some(Effect::Stop(StopAttempt {
+                v: PROTOCOL_VERSION,
+                run: run.clone(),
+                task: task.clone(),
+                attempt: *attempt,
+            })),
+            Decision::RetryScheduled {
+                run,
+                task,
+                attempt,
+                delay_ms,
+            } => Some(Effect::ArmRetry {
+                run: run.clone(),
+                task: task.clone(),
+                attempt: *attempt,
+                delay_ms: *delay_ms,
+            }),
+            Decision::DeadLettered { run, task, .. } => {
+                self.dead_letter(run, task).map(Effect::DeadLetter)
+            }
+            Decision::RunAccepted { .. }
+            | Decision::InputRejected { .. }
+            | Decision::TaskReady { .. }
+            | Decision::RunFinished { .. }
+            | Decision::ResultIgnored { .. } => None,
+        }
+    }
+
+    /// The assignment of an attempt, as its dispatch publishes it.
+    fn assignment(&self, run: &RunId, task: &TaskId, attempt: Attempt) -> Option<Assignment> {
         let state = self.runs.get(run)?;
         let index = state.index_of(task)?;
         let spec = &state.plan.tasks[index];
@@ -584,8 +536,8 @@ impl Scheduler {
         })
     }
 
-    /// The message to publish for a [`Decision::DeadLettered`].
-    pub fn dead_letter(&self, run: &RunId, task: &TaskId) -> Option<DeadLetter> {
+    /// The dead letter of a dead-lettered task: its last assignment and every failure, as text.
+    fn dead_letter(&self, run: &RunId, task: &TaskId) -> Option<DeadLetter> {
         let state = self.runs.get(run)?;
         let index = state.index_of(task)?;
         let last = state.tasks[index].attempt;
@@ -594,30 +546,55 @@ impl Scheduler {
             run: run.clone(),
             task: task.clone(),
             last_assignment: self.assignment(run, task, last)?,
-            errors: state.tasks[index].errors.clone(),
+            errors: state.tasks[index]
+                .failures
+                .iter()
+                .map(|(attempt, cause)| AttemptError {
+                    attempt: *attempt,
+                    worker: cause.worker(),
+                    error: cause.to_string(),
+                })
+                .collect(),
         })
     }
 
-    /// Attempts that are dispatched and unfinished, for republishing after a restart.
-    pub fn running(&self) -> Vec<(RunId, TaskId, Attempt)> {
-        let mut out = Vec::new();
-        for (run, state) in &self.runs {
-            for (index, task) in state.tasks.iter().enumerate() {
-                if let Phase::Running { attempt } = task.phase {
-                    out.push((run.clone(), state.plan.tasks[index].id.clone(), attempt));
-                }
-            }
+    /// The effects owed by recorded decisions whose effects may not have been carried out,
+    /// as the state now stands: assignments of attempts still running, and dead letters.
+    pub fn owed_effect(&self, decision: &Decision) -> Option<Effect> {
+        match decision {
+            Decision::Dispatch {
+                run, task, attempt, ..
+            } if self.is_running(run, task, *attempt) => self.effect(decision),
+            Decision::DeadLettered { .. } => self.effect(decision),
+            _ => None,
         }
-        out
+    }
+
+    /// Attempts that are dispatched and unfinished.
+    pub fn running(&self) -> Vec<(RunId, TaskId, Attempt)> {
+        self.tasks_where(|phase| match phase {
+            Phase::Running { attempt } => Some(*attempt),
+            _ => None,
+        })
     }
 
     /// Tasks waiting for a retry timer: (run, task, attempt it will make).
     pub fn backing_off(&self) -> Vec<(RunId, TaskId, Attempt)> {
+        self.tasks_where(|phase| match phase {
+            Phase::BackingOff { next } => Some(*next),
+            _ => None,
+        })
+    }
+
+    fn tasks_where(
+        &self,
+        pick: impl Fn(&Phase) -> Option<Attempt>,
+    ) -> Vec<(RunId, TaskId, Attempt)> {
         let mut out = Vec::new();
         for (run, state) in &self.runs {
             for (index, task) in state.tasks.iter().enumerate() {
-                if let Phase::BackingOff { next } = task.phase {
-                    out.push((run.clone(), state.plan.tasks[index].id.clone(), next));
+                if let Some(attempt) = pick(&task.phase) {
+                    out.push((run.clone(), state.plan.tasks[index].id.clone(), attempt));
                 }
             }
         }
@@ -626,36 +603,20 @@ impl Scheduler {
 
     /// Whether `attempt` of the task is the one running now.
     pub fn is_running(&self, run: &RunId, task: &TaskId, attempt: Attempt) -> bool {
-        self.runs.get(run).is_some_and(|state| {
-            state
-                .index_of(task)
-                .is_some_and(|i| state.tasks[i].phase == (Phase::Running { attempt }))
-        })
-    }
-
-    /// The task's timeout, for arming the coordinator's deadline on a dispatch.
-    pub fn timeout_ms(&self, run: &RunId, task: &TaskId) -> Option<u64> {
-        let state = self.runs.get(run)?;
-        Some(state.plan.tasks[state.index_of(task)?].timeout_ms)
+        self.running_task(run, task, attempt).is_some()
     }
 
     pub fn has_run(&self, run: &RunId) -> bool {
         self.runs.contains_key(run)
     }
 
-    pub fn known_workers(&self) -> impl Iterator<Item = &WorkerId> {
-        self.workers.keys()
+    /// The rules a run was accepted under.
+    pub fn semantics_of(&self, run: &RunId) -> Option<u32> {
+        self.runs.get(run).map(|state| state.semantics)
     }
 
-    /// Whether the worker is known with exactly these announcements.
-    pub fn worker_matches(
-        &self,
-        worker: &WorkerId,
-        capabilities: &[Capability],
-        concurrency: u32,
-    ) -> bool {
-        self.workers.get(worker).is_some_and(|w| {
-            w.capabilities.as_slice() == capabilities && w.concurrency == concurrency
-        })
+    /// The plan of a run, as submitted.
+    pub fn plan(&self, run: &RunId) -> Option<&Plan> {
+        self.runs.get(run).map(|state| &state.plan)
     }
 }

@@ -4,9 +4,9 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use workforce_shared::{Attempt, AttemptError, Plan, RunId, TaskId, WorkerId};
+use workforce_shared::{Attempt, Plan, RunId, TaskId};
 
-use super::{CancelReason, ReadyKey, RunOutcome};
+use super::{CancelReason, FailureCause, ReadyKey, RunOutcome};
 
 /// Where a task is in its lifecycle. Matched exhaustively: a new phase must be handled
 /// everywhere it matters.
@@ -26,9 +26,8 @@ pub(super) enum Phase {
     Completed {
         output: Value,
     },
-    Failed {
-        error: String,
-    },
+    /// Dead-lettered; the task's failures say why.
+    Failed,
     Canceled {
         reason: CancelReason,
     },
@@ -43,14 +42,27 @@ impl Phase {
             | Phase::Ready
             | Phase::Running { .. }
             | Phase::BackingOff { .. }
-            | Phase::Failed { .. }
+            | Phase::Failed
             | Phase::Canceled { .. } => None,
+        }
+    }
+
+    /// The phase's name, for errors.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Ready => "ready",
+            Phase::Running { .. } => "running",
+            Phase::BackingOff { .. } => "backing off",
+            Phase::Completed { .. } => "completed",
+            Phase::Failed => "failed",
+            Phase::Canceled { .. } => "canceled",
         }
     }
 
     pub(super) fn is_terminal(&self) -> bool {
         match self {
-            Phase::Completed { .. } | Phase::Failed { .. } | Phase::Canceled { .. } => true,
+            Phase::Completed { .. } | Phase::Failed | Phase::Canceled { .. } => true,
             Phase::Waiting | Phase::Ready | Phase::Running { .. } | Phase::BackingOff { .. } => {
                 false
             }
@@ -63,15 +75,20 @@ pub(super) struct TaskState {
     pub(super) phase: Phase,
     /// The current (or next, while ready) attempt.
     pub(super) attempt: Attempt,
-    pub(super) errors: Vec<AttemptError>,
+    /// Every failed attempt and why, in order.
+    pub(super) failures: Vec<(Attempt, FailureCause)>,
+    /// Attempts dispatched.
+    pub(super) started: u32,
     /// Needs not yet completed.
-    pending_needs: usize,
+    pub(super) pending_needs: usize,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct RunState {
     pub(super) id: RunId,
     pub(super) seq: u64,
+    /// The rules the run was accepted under.
+    pub(super) semantics: u32,
     pub(super) plan: Plan,
     pub(super) tasks: Vec<TaskState>,
     /// Task index by id.
@@ -81,12 +98,12 @@ pub(super) struct RunState {
     /// Positions of each task's needs.
     needs: Vec<Vec<usize>>,
     /// Why the run will end failed: the first dead-lettered task.
-    pub(super) failure: Option<String>,
+    pub(super) first_failed: Option<usize>,
     pub(super) outcome: Option<RunOutcome>,
 }
 
 impl RunState {
-    pub(super) fn new(id: RunId, seq: u64, plan: Plan) -> Self {
+    pub(super) fn new(id: RunId, seq: u64, semantics: u32, plan: Plan) -> Self {
         let index: BTreeMap<TaskId, usize> = plan
             .tasks
             .iter()
@@ -114,19 +131,21 @@ impl RunState {
             .map(|n| TaskState {
                 phase: Phase::Waiting,
                 attempt: Attempt::FIRST,
-                errors: Vec::new(),
+                failures: Vec::new(),
+                started: 0,
                 pending_needs: n.len(),
             })
             .collect();
         Self {
             id,
             seq,
+            semantics,
             plan,
             tasks,
             index,
             dependents,
             needs,
-            failure: None,
+            first_failed: None,
             outcome: None,
         }
     }
@@ -151,33 +170,22 @@ impl RunState {
         }
     }
 
-    /// Marks a task completed; returns the dependents that became ready, in plan order.
-    pub(super) fn complete(&mut self, task: usize, attempt: Attempt, output: Value) -> Vec<usize> {
+    /// Marks a task completed: each task that needs it has one need fewer to wait for.
+    pub(super) fn complete(&mut self, task: usize, attempt: Attempt, output: Value) {
         self.tasks[task].phase = Phase::Completed { output };
         self.tasks[task].attempt = attempt;
-        let mut unblocked = Vec::new();
         for &dependent in &self.dependents[task] {
             let state = &mut self.tasks[dependent];
             state.pending_needs = state.pending_needs.saturating_sub(1);
-            if state.pending_needs == 0 && state.phase == Phase::Waiting {
-                unblocked.push(dependent);
-            }
         }
-        unblocked
     }
 
-    pub(super) fn record_error(
-        &mut self,
-        task: usize,
-        attempt: Attempt,
-        worker: &WorkerId,
-        error: &str,
-    ) {
-        self.tasks[task].errors.push(AttemptError {
-            attempt,
-            worker: worker.clone(),
-            error: error.to_owned(),
-        });
+    /// The tasks that need `task` and wait for nothing more, in plan order.
+    pub(super) fn unblocked_by(&self, task: usize) -> impl Iterator<Item = TaskId> + '_ {
+        self.dependents[task]
+            .iter()
+            .filter(|&&d| self.tasks[d].pending_needs == 0 && self.tasks[d].phase == Phase::Waiting)
+            .map(|&d| self.plan.tasks[d].id.clone())
     }
 
     /// Every task that needs `task`, directly or not, in plan order.

@@ -3,6 +3,25 @@ use workforce_shared::{Outcome, PlanFormat, PlanLimits};
 
 use super::*;
 
+/// Tests read decisions alone: a step's effects have tests of their own.
+trait Apply {
+    fn apply(&mut self, input: &Input) -> Vec<Decision>;
+}
+
+impl Apply for Scheduler {
+    fn apply(&mut self, input: &Input) -> Vec<Decision> {
+        self.step(input.clone()).decisions
+    }
+}
+
+/// The decisions that are not bookkeeping of readiness.
+fn acts(decisions: Vec<Decision>) -> Vec<Decision> {
+    decisions
+        .into_iter()
+        .filter(|d| !matches!(d, Decision::TaskReady { .. }))
+        .collect()
+}
+
 fn plan(source: &str) -> Plan {
     Plan::parse(source, PlanFormat::Toml, &PlanLimits::default()).expect("valid plan")
 }
@@ -106,7 +125,8 @@ fn dispatches_in_dependency_order() {
         d[0],
         Decision::RunAccepted {
             run: run(),
-            tasks: 4
+            tasks: 4,
+            semantics: SEMANTICS_VERSION,
         }
     );
     assert_eq!(dispatched(&d), ["a"]);
@@ -120,6 +140,7 @@ fn dispatches_in_dependency_order() {
     let assignment = s
         .assignment(&run(), &id("d"), Attempt(1))
         .expect("assignment");
+    assert_eq!(assignment.timeout_ms, 600_000);
     assert_eq!(assignment.upstream.len(), 2);
     assert_eq!(
         assignment.upstream[&id::<TaskId>("x")],
@@ -225,6 +246,7 @@ retry = { max_attempts = 4, initial_backoff = "1s", multiplier = 3.0, max_backof
         let d = s.apply(&failed("flaky", attempt));
         match d.as_slice() {
             [
+                Decision::AttemptFailed { .. },
                 Decision::RetryScheduled {
                     attempt: next,
                     delay_ms,
@@ -247,12 +269,20 @@ retry = { max_attempts = 4, initial_backoff = "1s", multiplier = 3.0, max_backof
         });
         assert_eq!(
             d,
-            vec![Decision::Dispatch {
-                run: run(),
-                task: id("flaky"),
-                attempt: Attempt(attempt + 1),
-                capability: id("c"),
-            }]
+            vec![
+                Decision::TaskReady {
+                    run: run(),
+                    task: id("flaky"),
+                    attempt: Attempt(attempt + 1),
+                },
+                Decision::Dispatch {
+                    run: run(),
+                    task: id("flaky"),
+                    attempt: Attempt(attempt + 1),
+                    capability: id("c"),
+                    timeout_ms: 600_000,
+                }
+            ]
         );
     }
     assert_eq!(delays, [1_000, 3_000, 5_000]);
@@ -298,11 +328,20 @@ capability = "c"
     assert_eq!(
         d,
         vec![
+            Decision::AttemptFailed {
+                run: run(),
+                task: id("bad"),
+                attempt: Attempt(2),
+                cause: FailureCause::Worker {
+                    worker: id("w1"),
+                    error: "bad broke".into(),
+                    permanent: false,
+                },
+            },
             Decision::DeadLettered {
                 run: run(),
                 task: id("bad"),
                 attempts: 2,
-                error: "bad broke".into(),
             },
             Decision::TaskCanceled {
                 run: run(),
@@ -324,10 +363,12 @@ capability = "c"
         d.last(),
         Some(&Decision::RunFinished {
             run: run(),
-            outcome: RunOutcome::Failed {
-                reason: "task bad dead-lettered after 2 attempt(s): bad broke".into()
-            }
+            outcome: RunOutcome::Failed { task: id("bad") }
         })
+    );
+    assert_eq!(
+        s.run_view(&run()).expect("view").reason.as_deref(),
+        Some("task bad dead-lettered after 2 attempt(s): bad broke")
     );
 }
 
@@ -345,8 +386,11 @@ fn permanent_failures_are_not_retried() {
         },
     ));
     assert!(
-        matches!(&d[0], Decision::DeadLettered { attempts: 1, error, .. } if error == "permanent failure: bad input")
+        matches!(&d[..2], [Decision::AttemptFailed { cause, .. }, Decision::DeadLettered { attempts: 1, .. }] if cause.is_permanent()),
+        "{d:?}"
     );
+    let letter = s.dead_letter(&run(), &id("t")).expect("letter");
+    assert_eq!(letter.errors[0].error, "permanent failure: bad input");
 }
 
 #[test]
@@ -379,7 +423,7 @@ fn cancel_finishes_the_run_and_frees_capacity() {
     join(&mut s, "w1", &["c"], 1);
     submit(&mut s, DIAMOND);
     let d = s.apply(&Input::CancelRequested { run: run() });
-    assert_eq!(d.len(), 5, "{d:?}");
+    assert_eq!(d.len(), 5, "four tasks canceled, then the run: {d:?}");
     assert_eq!(
         d.last(),
         Some(&Decision::RunFinished {
@@ -492,6 +536,12 @@ fn a_timed_out_attempt_is_stopped_and_retried_and_its_late_result_ignored() {
                 task: id("slow"),
                 attempt: Attempt(1)
             },
+            Decision::AttemptFailed {
+                run: run(),
+                task: id("slow"),
+                attempt: Attempt(1),
+                cause: FailureCause::TimedOut { timeout_ms: 1_000 },
+            },
             Decision::RetryScheduled {
                 run: run(),
                 task: id("slow"),
@@ -516,9 +566,203 @@ fn a_timed_out_attempt_is_stopped_and_retried_and_its_late_result_ignored() {
     });
     let d = s.apply(&timed_out(2));
     assert!(
-        matches!(&d[1], Decision::DeadLettered { attempts: 2, error, .. } if error.contains("timed out")),
+        matches!(&d[2], Decision::DeadLettered { attempts: 2, .. }),
         "{d:?}"
     );
     let letter = s.dead_letter(&run(), &id("slow")).expect("dead letter");
     assert_eq!(letter.errors[0].worker.as_str(), COORDINATOR);
+}
+
+#[test]
+fn a_step_carries_every_effect_its_decisions_owe() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    let step = s.step(Input::RunSubmitted {
+        run: run(),
+        plan: plan(
+            "[[tasks]]\nid = \"t\"\ncapability = \"c\"\ninput = { x = 1 }\ntimeout = \"2s\"\nretry = { max_attempts = 2, initial_backoff = \"1s\" }\n",
+        ),
+    });
+    assert_eq!(step.fate, Fate::Applied);
+    match step.effects.as_slice() {
+        [Effect::Assign(a)] => {
+            assert_eq!(
+                (a.task.as_str(), a.attempt, a.timeout_ms),
+                ("t", Attempt(1), 2_000)
+            );
+            assert_eq!(a.input, json!({ "x": 1 }));
+        }
+        other => panic!("{other:?}"),
+    }
+    let step = s.step(Input::AttemptTimedOut {
+        run: run(),
+        task: id("t"),
+        attempt: Attempt(1),
+    });
+    assert!(
+        matches!(
+            step.effects.as_slice(),
+            [
+                Effect::Stop(stop),
+                Effect::AttemptEnded { attempt: Attempt(1), .. },
+                Effect::ArmRetry { attempt: Attempt(2), delay_ms: 1_000, .. },
+            ] if stop.attempt == Attempt(1)
+        ),
+        "{:?}",
+        step.effects
+    );
+    s.step(Input::RetryDue {
+        run: run(),
+        task: id("t"),
+        attempt: Attempt(2),
+    });
+    let step = s.step(failed("t", 2));
+    match step.effects.as_slice() {
+        [Effect::AttemptEnded { .. }, Effect::DeadLetter(letter)] => {
+            let errors: Vec<&str> = letter.errors.iter().map(|e| e.error.as_str()).collect();
+            assert_eq!(
+                errors,
+                [
+                    "timed out: no result within its timeout of 2000ms",
+                    "t broke"
+                ]
+            );
+            assert_eq!(letter.errors[0].worker.as_str(), COORDINATOR);
+            assert_eq!(letter.last_assignment.attempt, Attempt(2));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn fates_tell_the_sender_what_became_of_its_input() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(&mut s, "[[tasks]]\nid = \"t\"\ncapability = \"c\"\n");
+    assert_eq!(
+        s.step(ok("t", 2)).fate,
+        Fate::Ignored(IgnoreReason::StaleAttempt)
+    );
+    assert_eq!(s.step(ok("t", 1)).fate, Fate::Applied);
+    assert_eq!(
+        s.step(Input::CancelRequested { run: run() }).fate,
+        Fate::Rejected(Rejection::RunFinished { run: run() })
+    );
+    assert_eq!(
+        s.step(Input::CancelRequested { run: id("nope") }).fate,
+        Fate::Rejected(Rejection::UnknownRun { run: id("nope") })
+    );
+}
+
+#[test]
+fn an_unpublishable_assignment_fails_its_attempt_for_good() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(&mut s, DIAMOND);
+    let failure = PublishFailure::TooLarge {
+        bytes: 10,
+        limit: 5,
+    };
+    let d = acts(s.apply(&Input::PublishFailed {
+        run: run(),
+        task: id("a"),
+        attempt: Attempt(1),
+        failure: failure.clone(),
+    }));
+    assert!(
+        matches!(&d[..2], [Decision::AttemptFailed { cause: FailureCause::Unpublishable { failure: f }, .. }, Decision::DeadLettered { attempts: 1, .. }] if *f == failure),
+        "{d:?}"
+    );
+    // A failure reported for an attempt no longer running changes nothing.
+    assert!(
+        s.apply(&Input::PublishFailed {
+            run: run(),
+            task: id("a"),
+            attempt: Attempt(1),
+            failure,
+        })
+        .is_empty()
+    );
+}
+
+/// Steps `inputs`, then restores the recorded decisions into a fresh scheduler.
+fn step_and_restore(inputs: &[Input]) -> (Scheduler, Scheduler) {
+    let mut live = Scheduler::default();
+    let mut restored = Scheduler::default();
+    for input in inputs {
+        let step = live.step(input.clone());
+        restored.restore(input, &step.decisions).expect("restore");
+    }
+    (live, restored)
+}
+
+#[test]
+fn restoring_recorded_decisions_rebuilds_the_same_state() {
+    let inputs = vec![
+        Input::WorkerJoined {
+            worker: id("w1"),
+            capabilities: vec![id("c")],
+            concurrency: 2,
+        },
+        Input::RunSubmitted {
+            run: run(),
+            plan: plan(DIAMOND),
+        },
+        failed("a", 1),
+        Input::RetryDue {
+            run: run(),
+            task: id("a"),
+            attempt: Attempt(2),
+        },
+        ok("a", 2),
+        ok("x", 1),
+    ];
+    let (mut live, mut restored) = step_and_restore(&inputs);
+    assert_eq!(restored.run_view(&run()), live.run_view(&run()));
+    assert_eq!(restored.running(), live.running());
+    // And both decide the future alike.
+    for input in [ok("b", 1), ok("d", 1)] {
+        assert_eq!(
+            restored.step(input.clone()).decisions,
+            live.step(input).decisions
+        );
+    }
+    assert_eq!(restored.runs(), live.runs());
+}
+
+#[test]
+fn restore_refuses_decisions_the_state_cannot_take() {
+    let mut s = Scheduler::default();
+    let completed = Decision::TaskCompleted {
+        run: run(),
+        task: id("a"),
+        attempt: Attempt(1),
+    };
+    assert!(matches!(
+        s.restore(&ok("a", 1), std::slice::from_ref(&completed)),
+        Err(RestoreError::UnknownRun { .. })
+    ));
+    submit(&mut s, DIAMOND);
+    // Not dispatched yet: it cannot complete.
+    let err = s
+        .restore(&ok("a", 1), &[completed])
+        .expect_err("out of order");
+    assert!(
+        err.to_string()
+            .contains("does not follow from its state: ready"),
+        "{err}"
+    );
+    let newer = Decision::RunAccepted {
+        run: id("r2"),
+        tasks: 4,
+        semantics: SEMANTICS_VERSION + 1,
+    };
+    let input = Input::RunSubmitted {
+        run: id("r2"),
+        plan: plan(DIAMOND),
+    };
+    assert!(matches!(
+        s.restore(&input, &[newer]),
+        Err(RestoreError::NewerSemantics { .. })
+    ));
 }

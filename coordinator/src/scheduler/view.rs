@@ -68,6 +68,9 @@ pub struct TaskView {
     pub status: TaskStatus,
     /// The current attempt (the last one, once finished).
     pub attempt: u32,
+    /// Attempts dispatched so far: 0 for a task that never ran.
+    #[serde(default)]
+    pub started: u32,
     pub max_attempts: u32,
     /// Why it is blocked, queued, failed or canceled.
     pub detail: Option<String>,
@@ -106,7 +109,21 @@ fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
     match &state.outcome {
         None => (RunStatus::Running, None),
         Some(RunOutcome::Succeeded) => (RunStatus::Succeeded, None),
-        Some(RunOutcome::Failed { reason }) => (RunStatus::Failed, Some(reason.clone())),
+        Some(RunOutcome::Failed { task }) => {
+            let reason = match state.index_of(task) {
+                Some(index) => {
+                    let failures = &state.tasks[index].failures;
+                    let last = failures.last().map(|(_, cause)| cause.to_string());
+                    format!(
+                        "task {task} dead-lettered after {} attempt(s): {}",
+                        state.tasks[index].attempt,
+                        last.as_deref().unwrap_or("no error recorded")
+                    )
+                }
+                None => format!("task {task} dead-lettered"),
+            };
+            (RunStatus::Failed, Some(reason))
+        }
         Some(RunOutcome::Canceled) => (RunStatus::Canceled, Some("canceled by operator".into())),
     }
 }
@@ -146,11 +163,17 @@ impl Scheduler {
                         TaskStatus::Queued,
                         Some(format!(
                             "attempt {next} waits for its backoff; last error: {}",
-                            task.errors.last().map_or("", |e| e.error.as_str())
+                            task.failures
+                                .last()
+                                .map(|(_, cause)| cause.to_string())
+                                .unwrap_or_default()
                         )),
                     ),
                     Phase::Completed { .. } => (TaskStatus::Completed, None),
-                    Phase::Failed { error } => (TaskStatus::Failed, Some(error.clone())),
+                    Phase::Failed => (
+                        TaskStatus::Failed,
+                        task.failures.last().map(|(_, cause)| cause.to_string()),
+                    ),
                     Phase::Canceled { reason } => (TaskStatus::Canceled, Some(reason.to_string())),
                 };
                 let output = task.phase.output().cloned();
@@ -160,6 +183,7 @@ impl Scheduler {
                     priority: spec.priority,
                     status,
                     attempt: task.attempt.0,
+                    started: task.started,
                     max_attempts: spec.retry.max_attempts,
                     detail,
                     output,
@@ -194,7 +218,7 @@ impl Scheduler {
                     reason,
                     tasks: u32::try_from(state.tasks.len()).unwrap_or(u32::MAX),
                     completed: count(|p| matches!(p, Phase::Completed { .. })),
-                    failed: count(|p| matches!(p, Phase::Failed { .. })),
+                    failed: count(|p| matches!(p, Phase::Failed)),
                     canceled: count(|p| matches!(p, Phase::Canceled { .. })),
                 }
             })

@@ -1,94 +1,96 @@
-//! Side effects of committed decisions: publishing assignments and dead letters with message
-//! ids, so that a republish after a failure or a restart is dropped by the broker.
+//! Publishing assignments and dead letters with message ids, so that a republish after a
+//! failure or a restart is dropped by the broker.
+
+use std::future::IntoFuture;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use std::future::IntoFuture;
-
 use futures::future::join_all;
 use tracing::warn;
-use workforce_shared::{Assignment, DeadLetter, Subjects, encode};
+use workforce_shared::codec::HEADER_ROOM;
+use workforce_shared::{Assignment, CodecError, DeadLetter, Subjects, encode};
+
+use crate::scheduler::PublishFailure;
 
 /// A publish the coordinator owes the broker.
-#[derive(Clone, Debug)]
-pub(super) enum Effect {
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Publish {
     Assign(Assignment),
     DeadLetter(DeadLetter),
 }
 
-impl Effect {
-    fn describe(&self) -> String {
+impl Publish {
+    pub(super) fn describe(&self) -> String {
         match self {
-            Effect::Assign(a) => format!("assignment {}/{} attempt {}", a.run, a.task, a.attempt),
-            Effect::DeadLetter(d) => format!("dead letter {}/{}", d.run, d.task),
+            Publish::Assign(a) => format!("assignment {}/{} attempt {}", a.run, a.task, a.attempt),
+            Publish::DeadLetter(d) => format!("dead letter {}/{}", d.run, d.task),
         }
     }
 
-    fn wire(&self, subjects: &Subjects) -> Result<(String, String, Vec<u8>), String> {
-        let encoded = match self {
-            Effect::Assign(a) => encode(a).map(|bytes| {
-                (
-                    subjects.task(&a.capability),
-                    subjects.assignment_msg_id(&a.run, &a.task, a.attempt),
-                    bytes,
-                )
-            }),
-            Effect::DeadLetter(d) => encode(d).map(|bytes| {
-                (
-                    subjects.dead_letter(&d.run, &d.task),
-                    subjects.dead_letter_msg_id(&d.run, &d.task),
-                    bytes,
-                )
-            }),
-        };
-        encoded.map_err(|e| e.to_string())
+    /// Subject, message id and payload.
+    fn wire(&self, subjects: &Subjects) -> Result<(String, String, Vec<u8>), CodecError> {
+        Ok(match self {
+            Publish::Assign(a) => (
+                subjects.task(&a.capability),
+                subjects.assignment_msg_id(&a.run, &a.task, a.attempt),
+                encode(a)?,
+            ),
+            Publish::DeadLetter(d) => (
+                subjects.dead_letter(&d.run, &d.task),
+                subjects.dead_letter_msg_id(&d.run, &d.task),
+                encode(d)?,
+            ),
+        })
     }
 }
 
-/// Why a publish can never succeed as it is.
+/// A publish that can never succeed as it is.
 #[derive(Debug)]
 pub(super) struct Unpublishable {
-    pub(super) effect: Effect,
-    pub(super) reason: String,
+    pub(super) publish: Publish,
+    pub(super) failure: PublishFailure,
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Outcome {
+pub(super) struct Published {
     /// Failed for now (broker unreachable, say); retry later with the same message id.
-    pub(super) retry: Vec<Effect>,
+    pub(super) retry: Vec<Publish>,
     pub(super) unpublishable: Vec<Unpublishable>,
 }
 
-/// Room left in a message for its headers (the message id).
-const HEADER_ROOM: usize = 1024;
-
-/// Publishes every effect, pipelined: all are sent, then all acks are awaited together (each
-/// bounded by the JetStream context's timeout). `limit` is the largest payload any reader
-/// accepts.
+/// Publishes each of `publishes`, pipelined: all are sent, then all acks are awaited together
+/// (each bounded by the JetStream context's timeout). `limit` is the largest payload any
+/// reader accepts.
 pub(super) async fn publish(
     js: &jetstream::Context,
     subjects: &Subjects,
     limit: usize,
-    effects: Vec<Effect>,
-) -> Outcome {
-    let mut outcome = Outcome::default();
-    let mut pending = Vec::with_capacity(effects.len());
-    for effect in effects {
-        let (subject, msg_id, bytes) = match effect.wire(subjects) {
+    publishes: Vec<Publish>,
+) -> Published {
+    let mut outcome = Published::default();
+    let mut pending = Vec::with_capacity(publishes.len());
+    for publish in publishes {
+        let (subject, msg_id, bytes) = match publish.wire(subjects) {
             Ok(w) => w,
-            Err(reason) => {
-                outcome.unpublishable.push(Unpublishable { effect, reason });
+            Err(e) => {
+                let failure = PublishFailure::Unencodable {
+                    error: e.to_string(),
+                };
+                outcome
+                    .unpublishable
+                    .push(Unpublishable { publish, failure });
                 continue;
             }
         };
-        if bytes.len() + HEADER_ROOM > limit {
-            let reason = format!(
-                "{} is {} bytes, over the message limit of {} bytes",
-                effect.describe(),
-                bytes.len(),
-                limit.saturating_sub(HEADER_ROOM)
-            );
-            outcome.unpublishable.push(Unpublishable { effect, reason });
+        let room = limit.saturating_sub(HEADER_ROOM);
+        if bytes.len() > room {
+            let failure = PublishFailure::TooLarge {
+                bytes: bytes.len() as u64,
+                limit: room as u64,
+            };
+            outcome
+                .unpublishable
+                .push(Unpublishable { publish, failure });
             continue;
         }
         let mut headers = HeaderMap::new();
@@ -97,31 +99,32 @@ pub(super) async fn publish(
             .publish_with_headers(subject, headers, bytes.into())
             .await
         {
-            Ok(ack) => pending.push((effect, ack)),
+            Ok(ack) => pending.push((publish, ack)),
             Err(e)
                 if e.kind()
                     == async_nats::jetstream::context::PublishErrorKind::MaxPayloadExceeded =>
             {
-                let reason = format!(
-                    "{} is over the broker's max payload: {e}",
-                    effect.describe()
-                );
-                outcome.unpublishable.push(Unpublishable { effect, reason });
+                let failure = PublishFailure::OverMaxPayload {
+                    error: e.to_string(),
+                };
+                outcome
+                    .unpublishable
+                    .push(Unpublishable { publish, failure });
             }
             Err(e) => {
-                warn!(effect = %effect.describe(), error = %e, "publish failed; will retry");
-                outcome.retry.push(effect);
+                warn!(publish = %publish.describe(), error = %e, "publish failed; will retry");
+                outcome.retry.push(publish);
             }
         }
     }
-    let (effects, acks): (Vec<Effect>, Vec<_>) = pending.into_iter().unzip();
-    for (effect, acked) in effects
+    let (publishes, acks): (Vec<Publish>, Vec<_>) = pending.into_iter().unzip();
+    for (publish, acked) in publishes
         .into_iter()
         .zip(join_all(acks.into_iter().map(IntoFuture::into_future)).await)
     {
         if let Err(e) = acked {
-            warn!(effect = %effect.describe(), error = %e, "publish not acknowledged; will retry");
-            outcome.retry.push(effect);
+            warn!(publish = %publish.describe(), error = %e, "publish not acknowledged; will retry");
+            outcome.retry.push(publish);
         }
     }
     outcome

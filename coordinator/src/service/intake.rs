@@ -39,9 +39,14 @@ pub(super) enum Intake {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(super) enum IntakeError {
-    #[error("cannot subscribe to {subject}: {message}")]
-    Subscribe { subject: String, message: String },
+#[non_exhaustive]
+pub enum IntakeError {
+    #[error("cannot subscribe to {subject}: {source}")]
+    Subscribe {
+        subject: String,
+        #[source]
+        source: async_nats::SubscribeError,
+    },
 }
 
 /// Pulls results. Reopens the message stream if it ends (the broker restarted, say).
@@ -103,10 +108,7 @@ async fn subscribe(
     client
         .subscribe(subject.clone())
         .await
-        .map_err(|e| IntakeError::Subscribe {
-            subject,
-            message: e.to_string(),
-        })
+        .map_err(|source| IntakeError::Subscribe { subject, source })
 }
 
 pub(super) async fn heartbeats(

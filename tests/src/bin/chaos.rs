@@ -514,7 +514,7 @@ impl Tally {
                     reason: WorkerLeftReason::HeartbeatsStopped,
                     ..
                 }) => tally.workers_lost += 1,
-                Entry::Input(Input::CoordinatorStarted) => tally.starts += 1,
+                Entry::Input(Input::CoordinatorStarted { .. }) => tally.starts += 1,
                 Entry::Input(_) | Entry::Decision(_) => {}
             }
         }
@@ -636,7 +636,8 @@ fn observe(faults: &mut [Fault], events: &[(EventSeq, Event)], run: &RunId) {
                 }
             }
             (FaultKind::KillCoordinator, _) => {
-                let started = |e: &Entry| matches!(e, Entry::Input(Input::CoordinatorStarted));
+                let started =
+                    |e: &Entry| matches!(e, Entry::Input(Input::CoordinatorStarted { .. }));
                 if let Some(d) = first_after(lifted, &started) {
                     seen.push(("start recorded", ms(d)));
                 }
@@ -783,8 +784,8 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
     }
     let events = match check {
         Ok(events) => Ok(events),
-        Err(_) => EventLog::open_existing(&cluster.data())
-            .and_then(|log| log.read_all())
+        Err(_) => EventLog::read(&cluster.data())
+            .map(|contents| contents.events)
             .context("reading the event log"),
     };
     let (tally, replayed) = match &events {

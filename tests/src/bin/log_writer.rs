@@ -6,7 +6,8 @@
 //! `ready <events>` once the existing log is open and replayed, then `committed <seq>` after
 //! each append has returned. Every reported sequence must therefore survive the kill.
 //!
-//! A non-empty log is continued: replaying it rebuilds the scheduler. New run ids carry the
+//! A non-empty log is continued: recovering it (as the coordinator does) rebuilds the
+//! scheduler. New run ids carry the
 //! log's length at start, which only grows across commits, so they never clash with recorded
 //! ones.
 
@@ -14,8 +15,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use workforce_coordinator::log::{Entry, Event, EventLog};
-use workforce_coordinator::replay::replay;
+use workforce_coordinator::log::{Event, EventLog};
+use workforce_coordinator::recovery::{DeadlineRule, recover};
 use workforce_coordinator::scheduler::{Input, RunStatus, Scheduler, WorkerLeftReason};
 use workforce_coordinator::simulate::SplitMix64;
 use workforce_shared::{
@@ -64,7 +65,7 @@ struct Writer {
 impl Writer {
     /// The next thing that happens to the scheduler: what a coordinator's intake would feed it.
     fn next_input(&mut self) -> Result<Input> {
-        if self.scheduler.known_workers().next().is_none() {
+        if self.scheduler.workers().is_empty() {
             return Ok(Input::WorkerJoined {
                 worker: self.worker.clone(),
                 capabilities: self.capabilities.clone(),
@@ -188,15 +189,22 @@ fn main() -> Result<()> {
         .parse()
         .with_context(|| format!("seed {seed:?} is not an unsigned integer"))?;
     let mut log = EventLog::open(&PathBuf::from(dir))?;
-    let events = log.read_all()?;
-    let report = replay(&events, None).context("the existing log does not replay")?;
+    let contents = log.contents()?;
+    let events = contents.events;
+    // As the coordinator does: restore what was recorded, decide nothing again.
+    let rule = DeadlineRule {
+        grace_ms: 0,
+        floor_ms: 0,
+    };
+    let recovered = recover(&events, contents.effects_done, rule)
+        .context("the existing log does not recover")?;
     let start_len = log.len();
     // Virtual time: one tick per input, continuing the log's.
     let first_ms = events.last().map_or(0, |(_, e)| e.at_ms) + 1;
     drop(events);
 
     let mut writer = Writer {
-        scheduler: report.scheduler,
+        scheduler: recovered.scheduler,
         rng: Rng(SplitMix64::new(seed ^ start_len.rotate_left(32))),
         worker: WorkerId::new("crash-worker")?,
         capabilities: CAPABILITIES
@@ -211,11 +219,8 @@ fn main() -> Result<()> {
     out.flush()?;
     for at_ms in first_ms..first_ms + MAX_BATCHES {
         let input = writer.next_input()?;
-        let decisions = writer.scheduler.apply(&input);
-        let batch: Vec<Event> = std::iter::once(Entry::Input(input))
-            .chain(decisions.into_iter().map(Entry::Decision))
-            .map(|entry| Event { at_ms, entry })
-            .collect();
+        let step = writer.scheduler.step(input);
+        let batch = Event::of_step(at_ms, step.input, step.decisions);
         let first = log.append(&batch)?;
         // Only after the commit returned: the parent counts this sequence as durable.
         writeln!(out, "committed {}", first.0 + batch.len() as u64 - 1)?;

@@ -72,10 +72,12 @@ enum Command {
     Workers,
     /// Cancel a run: tasks not yet finished are canceled
     Cancel { run: RunId },
-    /// Rebuild state from an event log and check every recorded decision is reproduced
+    /// Check an event log: every event decodes, the invariants hold, recovery succeeds, and
+    /// every decision of a run under this build's rules is reproduced
     Replay {
-        /// The coordinator's data directory (stop the coordinator first)
-        #[arg(long, value_name = "DIR")]
+        /// The coordinator's data directory, or an event log file (stop the coordinator
+        /// first); the log is only read
+        #[arg(long, value_name = "DIR|FILE")]
         data: PathBuf,
         /// Report on this run only (the whole log is still checked)
         #[arg(long)]
@@ -87,9 +89,18 @@ enum Command {
         /// Simulated workers, each serving every capability of the plan
         #[arg(long, default_value_t = 3)]
         workers: u32,
-        /// Seed of task durations and failures
-        #[arg(long, default_value_t = 1)]
+        /// Seed of task durations, failures and faults (one run)
+        #[arg(long, default_value_t = 1, conflicts_with = "seeds")]
         seed: u64,
+        /// Run one simulation per seed of an inclusive range (`1..1000` is 1,000 runs) and
+        /// check every invariant of each recorded log; exits non-zero naming the first seed
+        /// that breaks one
+        #[arg(long, value_name = "A..B", conflicts_with = "data")]
+        seeds: Option<offline::Seeds>,
+        /// Inject faults: timeouts, permanent failures, workers leaving and joining, duplicate
+        /// results, unpublishable assignments and coordinator restarts
+        #[arg(long)]
+        faults: bool,
         /// Probability that an attempt fails (retryably)
         #[arg(long, default_value_t = 0.0)]
         fail_rate: f64,
@@ -126,21 +137,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             plan,
             workers,
             seed,
+            seeds,
+            faults,
             fail_rate,
             concurrency,
             data,
-        } => offline::simulate(
-            &plan,
-            workforce_coordinator::simulate::SimConfig {
+        } => {
+            let config = workforce_coordinator::simulate::SimConfig {
                 workers,
                 seed,
                 fail_rate,
                 concurrency,
+                faults,
                 ..Default::default()
-            },
-            data.as_deref(),
-            json,
-        ),
+            };
+            match seeds {
+                Some(seeds) => offline::simulate_seeds(&plan, config, seeds, json),
+                None => offline::simulate(&plan, config, data.as_deref(), json),
+            }
+        }
         Command::Submit { plan, wait } => {
             online::submit(
                 &connect(&cli.nats_url, cli.prefix, cli.timeout).await?,

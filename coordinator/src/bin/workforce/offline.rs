@@ -1,14 +1,19 @@
 //! Commands that need no NATS: validate, replay, simulate.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use anyhow::Context;
 use serde_json::json;
-use workforce_coordinator::log::{Event, EventLog};
+use workforce_coordinator::invariants;
+use workforce_coordinator::log::{Entry, Event, EventLog};
+use workforce_coordinator::recovery::{DeadlineRule, recover};
 use workforce_coordinator::replay::{ReplayError, replay as replay_log};
-use workforce_coordinator::simulate::{SimConfig, simulate as run_simulation};
+use workforce_coordinator::scheduler::SEMANTICS_VERSION;
+use workforce_coordinator::simulate::{SimConfig, check_seeds, simulate as run_simulation};
 use workforce_shared::{Plan, PlanLimits, RunId};
 
 use crate::render;
@@ -73,46 +78,186 @@ pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Resu
 }
 
 pub fn replay(data: &Path, run: Option<&RunId>, json: bool) -> anyhow::Result<ExitCode> {
-    let log = EventLog::open_existing(data)?;
-    let events = log.read_all()?;
-    match replay_log(&events, run) {
+    let contents = EventLog::read(data)?;
+    let events = &contents.events;
+    let format = contents.format;
+    // What every log must keep, whatever rules decided it: invariants, and recovery.
+    let checked = invariants::check(events);
+    let recovered = recover(
+        events,
+        contents.effects_done,
+        DeadlineRule {
+            grace_ms: 0,
+            floor_ms: 0,
+        },
+    );
+    let replayed = replay_log(events, run);
+    let problem = match (&checked, &recovered, &replayed) {
+        (Err(e), _, _) => Some(e.to_string()),
+        (_, Err(e), _) => Some(format!("recovery fails: {e}")),
+        (_, _, Err(e @ ReplayError::Divergence { .. })) => Some(format!("replay diverged: {e}")),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        if json {
+            println!(
+                "{}",
+                json!({ "identical": false, "format": format, "semantics": SEMANTICS_VERSION, "problem": problem })
+            );
+        } else {
+            eprintln!("{problem}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let report = replayed?;
+    // How many of each kind of event the log holds.
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, event) in events {
+        let kind = match &event.entry {
+            Entry::Input(input) => input.kind(),
+            Entry::Decision(decision) => decision.kind(),
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    let not_redecided: Vec<String> = report.not_redecided.iter().map(|n| n.to_string()).collect();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "identical": true,
+                "format": format,
+                "semantics": SEMANTICS_VERSION,
+                "events": report.events,
+                "inputs": report.inputs,
+                "decisions": report.decisions,
+                "redecided": report.redecided,
+                "run_decisions": report.run_decisions,
+                "not_redecided": not_redecided,
+                "kinds": kinds,
+                "runs": report.runs,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "event log format {format}; this build decides under scheduling rules {SEMANTICS_VERSION}"
+    );
+    if not_redecided.is_empty() {
+        println!(
+            "replayed {} events ({} inputs, {} decisions): every decision reproduced, identical",
+            report.events, report.inputs, report.decisions
+        );
+    } else {
+        println!(
+            "replayed {} events ({} inputs, {} decisions): {} re-decided and identical; the rest checked as recorded (invariants hold, recovery succeeds)",
+            report.events, report.inputs, report.decisions, report.redecided
+        );
+        for line in &not_redecided {
+            println!("  {line}");
+        }
+    }
+    if let Some(run) = run {
+        println!("run {run}: {} decisions checked", report.run_decisions);
+    }
+    render::runs(&report.runs);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An inclusive range of seeds, written `A..B` (or a single seed).
+#[derive(Clone, Debug)]
+pub struct Seeds(pub RangeInclusive<u64>);
+
+impl FromStr for Seeds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let number = |part: &str| {
+            part.trim()
+                .parse::<u64>()
+                .map_err(|e| format!("'{part}' is not a seed: {e}"))
+        };
+        let (low, high) = match s.split_once("..") {
+            Some((low, high)) => (number(low)?, number(high.trim_start_matches('='))?),
+            None => {
+                let one = number(s)?;
+                (one, one)
+            }
+        };
+        if high < low {
+            return Err(format!("the range {s} is empty: write it low..high"));
+        }
+        Ok(Seeds(low..=high))
+    }
+}
+
+fn check_sim_config(config: &SimConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(config.workers > 0, "--workers must be at least 1");
+    anyhow::ensure!(config.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&config.fail_rate),
+        "--fail-rate must be between 0 and 1"
+    );
+    Ok(())
+}
+
+pub fn simulate_seeds(
+    path: &Path,
+    config: SimConfig,
+    seeds: Seeds,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    check_sim_config(&config)?;
+    let plan = Plan::load(path, &PlanLimits::default())?;
+    match check_seeds(&plan, &config, seeds.0.clone()) {
         Ok(report) => {
             if json {
                 println!(
                     "{}",
                     json!({
-                        "identical": true,
-                        "events": report.events,
-                        "inputs": report.inputs,
-                        "decisions": report.decisions,
-                        "run_decisions": report.run_decisions,
                         "runs": report.runs,
+                        "violations": 0,
+                        "succeeded": report.succeeded,
+                        "failed": report.failed,
+                        "events": report.events,
+                        "attempts": report.attempts,
+                        "faults": report.faults,
+                        "faults_total": report.faults.total(),
                     })
                 );
             } else {
+                println!("{report}");
                 println!(
-                    "replayed {} events ({} inputs, {} decisions): every decision reproduced, identical",
-                    report.events, report.inputs, report.decisions
+                    "  plan {:?}, seeds {}..{}: {} runs succeeded, {} failed; {} attempts, {} events",
+                    plan.name,
+                    seeds.0.start(),
+                    seeds.0.end(),
+                    report.succeeded,
+                    report.failed,
+                    report.attempts,
+                    report.events
                 );
-                if let Some(run) = run {
-                    println!("run {run}: {} decisions checked", report.run_decisions);
-                }
-                render::runs(&report.runs);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ ReplayError::Divergence { .. }) => {
+        Err(failure) => {
             if json {
                 println!(
                     "{}",
-                    json!({ "identical": false, "divergence": e.to_string() })
+                    json!({ "violations": 1, "seed": failure.seed, "problem": failure.problem.to_string() })
                 );
             } else {
-                eprintln!("replay diverged: {e}");
+                eprintln!("invariant violation: {failure}");
+                eprintln!(
+                    "  see it again with: workforce simulate {} --workers {} --seed {} --fail-rate {}{} --data DIR",
+                    path.display(),
+                    config.workers,
+                    failure.seed,
+                    config.fail_rate,
+                    if config.faults { " --faults" } else { "" }
+                );
             }
             Ok(ExitCode::FAILURE)
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -122,12 +267,7 @@ pub fn simulate(
     data: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(config.workers > 0, "--workers must be at least 1");
-    anyhow::ensure!(config.concurrency > 0, "--concurrency must be at least 1");
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&config.fail_rate),
-        "--fail-rate must be between 0 and 1"
-    );
+    check_sim_config(&config)?;
     let plan = Plan::load(path, &PlanLimits::default())?;
     let temporary;
     let dir = match data {
@@ -147,7 +287,8 @@ pub fn simulate(
         let mut sink = |events: &[Event]| log.append(events).map(|_| ());
         run_simulation(&plan, &config, Some(&mut sink))?
     };
-    let replayed = replay_log(&log.read_all()?, None);
+    // The recorded log, as the event log reads it back: invariants, then replay.
+    let replayed = workforce_coordinator::simulate::verify_log(&log.read_all()?);
     let identical = replayed.is_ok();
     let summary = report.summary.as_ref();
     if json {
@@ -163,6 +304,7 @@ pub fn simulate(
                 "attempts": report.attempts,
                 "virtual_ms": report.virtual_ms,
                 "digest": report.digest,
+                "faults": report.faults,
                 "summary": summary,
                 "replay_identical": identical,
                 "data": data.map(|d| d.display().to_string()),
@@ -178,6 +320,13 @@ pub fn simulate(
             "  workers {}, concurrency {}, seed {}, fail rate {}",
             config.workers, config.concurrency, config.seed, config.fail_rate
         );
+        if config.faults {
+            println!(
+                "  faults injected: {} — {}",
+                report.faults.total(),
+                report.faults
+            );
+        }
         if let Some(s) = summary {
             println!(
                 "  tasks {}: {} completed, {} failed, {} canceled; {} attempts",
@@ -204,7 +353,7 @@ pub fn simulate(
         println!("digest {}", report.digest);
     }
     if let Err(e) = replayed {
-        anyhow::bail!("the simulated log does not replay: {e}");
+        anyhow::bail!("the simulated log does not check: {e}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,393 @@
+//! What the scheduler reads ([`Input`]) and what it decides ([`Decision`]): the two kinds of
+//! record in the event log. Both are data only: every reason is an enum with fields, and text
+//! is made where it is shown (views, the CLI), never here. Errors that came from workers are
+//! data too, kept as they came.
+//!
+//! Changing the shape of a variant breaks every log that holds it: add a variant instead (or
+//! a migration in [`crate::log`]). Changing which decisions an input leads to is a change of
+//! rules: bump [`SEMANTICS_VERSION`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use workforce_shared::{Attempt, Capability, Plan, RunId, TaskId, TaskResult, WorkerId};
+
+/// The version of the scheduling rules. Every run records the version it was accepted under
+/// ([`Decision::RunAccepted`]); `workforce replay` re-decides only runs of this version and
+/// checks older ones by what was recorded.
+pub const SEMANTICS_VERSION: u32 = 1;
+
+/// Everything the scheduler reacts to. Recorded in the event log before its decisions act.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// An operator submitted a validated plan; the I/O layer chose the run id.
+    RunSubmitted { run: RunId, plan: Plan },
+    /// A worker published the result of an attempt.
+    ResultReceived { result: TaskResult },
+    /// The backoff before `attempt` of a task has elapsed.
+    RetryDue {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// A worker announced itself, or changed what it announces.
+    WorkerJoined {
+        worker: WorkerId,
+        capabilities: Vec<Capability>,
+        concurrency: u32,
+    },
+    /// A worker stopped, began draining, or its heartbeats stopped.
+    WorkerLeft {
+        worker: WorkerId,
+        reason: WorkerLeftReason,
+    },
+    /// An operator asked to cancel a run.
+    CancelRequested { run: RunId },
+    /// A dispatched attempt ran past its timeout (plus the coordinator's grace) with no result.
+    AttemptTimedOut {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// The assignment of a dispatched attempt can never be published as it is.
+    PublishFailed {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        failure: PublishFailure,
+    },
+    /// The coordinator (re)started on this log, deciding under `semantics`. Changes nothing;
+    /// recorded so that the log shows every start and the rules in force after it.
+    CoordinatorStarted { semantics: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerLeftReason {
+    Stopped,
+    Draining,
+    HeartbeatsStopped,
+}
+
+/// Why an assignment cannot be published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PublishFailure {
+    /// Encoded, it is larger than the largest message the broker or the workers accept.
+    TooLarge { bytes: u64, limit: u64 },
+    /// The broker refused it for its size (the client's error, as it came).
+    OverMaxPayload { error: String },
+    /// It could not be encoded (the codec's error, as it came).
+    Unencodable { error: String },
+}
+
+/// What the scheduler decided. Decisions with effects (dispatch, retry timer, dead letter) are
+/// carried out by the I/O layer only after the batch that records them is committed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// A run was accepted and is scheduled under rules `semantics`.
+    RunAccepted {
+        run: RunId,
+        tasks: u32,
+        semantics: u32,
+    },
+    /// The input could not be acted on.
+    InputRejected {
+        rejection: Rejection,
+    },
+    /// The task may run: its needs are done, or its retry's backoff has elapsed.
+    TaskReady {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// Publish an assignment for this attempt; it fails if no result comes within
+    /// `timeout_ms` (plus the coordinator's grace).
+    Dispatch {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        capability: Capability,
+        timeout_ms: u64,
+    },
+    TaskCompleted {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// Tell whichever worker runs this attempt to stop it: its outcome no longer counts.
+    StopAttempt {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// The attempt failed; a [`Decision::RetryScheduled`] or [`Decision::DeadLettered`]
+    /// follows.
+    AttemptFailed {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        cause: FailureCause,
+    },
+    /// Arm a timer: after `delay_ms`, feed [`Input::RetryDue`] for `attempt`.
+    RetryScheduled {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        delay_ms: u64,
+    },
+    /// Attempts ran out or the failure was permanent: publish a dead letter.
+    DeadLettered {
+        run: RunId,
+        task: TaskId,
+        attempts: u32,
+    },
+    TaskCanceled {
+        run: RunId,
+        task: TaskId,
+        reason: CancelReason,
+    },
+    RunFinished {
+        run: RunId,
+        outcome: RunOutcome,
+    },
+    /// A result that changes nothing: recorded so that the log explains every message.
+    ResultIgnored {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        reason: IgnoreReason,
+    },
+}
+
+/// Why an input was not acted on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Rejection {
+    /// A run with this id exists already.
+    RunExists {
+        run: RunId,
+    },
+    UnknownRun {
+        run: RunId,
+    },
+    /// The run has its outcome already.
+    RunFinished {
+        run: RunId,
+    },
+}
+
+/// Why an attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureCause {
+    /// The worker reported a failure, with its error as it came.
+    Worker {
+        worker: WorkerId,
+        error: String,
+        permanent: bool,
+    },
+    /// No result within the task's timeout (plus the coordinator's grace).
+    TimedOut { timeout_ms: u64 },
+    /// The assignment could not be published.
+    Unpublishable { failure: PublishFailure },
+}
+
+impl FailureCause {
+    /// Whether retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            FailureCause::Worker { permanent, .. } => *permanent,
+            FailureCause::TimedOut { .. } => false,
+            FailureCause::Unpublishable { .. } => true,
+        }
+    }
+
+    /// The worker that reported it, or the coordinator for failures it decides itself.
+    pub fn worker(&self) -> WorkerId {
+        match self {
+            FailureCause::Worker { worker, .. } => worker.clone(),
+            FailureCause::TimedOut { .. } | FailureCause::Unpublishable { .. } => {
+                WorkerId::sanitized(COORDINATOR)
+            }
+        }
+    }
+}
+
+/// The worker id shown for failures the coordinator itself decides (timeouts, publishing).
+pub const COORDINATOR: &str = "coordinator";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CancelReason {
+    /// A task it needs (directly or not) was dead-lettered.
+    UpstreamFailed { task: TaskId },
+    /// An operator canceled the run.
+    RunCanceled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunOutcome {
+    Succeeded,
+    /// `task` was the first task of the run to be dead-lettered.
+    Failed {
+        task: TaskId,
+    },
+    Canceled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IgnoreReason {
+    UnknownRun,
+    UnknownTask,
+    /// An attempt other than the one running (a late result of an earlier attempt).
+    StaleAttempt,
+    /// The task already has its outcome (a second copy of the same result).
+    AlreadyFinished,
+}
+
+// Text for people, made where it is shown. Never compared by replay.
+
+impl fmt::Display for PublishFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishFailure::TooLarge { bytes, limit } => write!(
+                f,
+                "the assignment is {bytes} bytes, over the message limit of {limit} bytes"
+            ),
+            PublishFailure::OverMaxPayload { error } => {
+                write!(f, "the broker refused the assignment for its size: {error}")
+            }
+            PublishFailure::Unencodable { error } => {
+                write!(f, "the assignment cannot be encoded: {error}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureCause::Worker {
+                error,
+                permanent: true,
+                ..
+            } => write!(f, "permanent failure: {error}"),
+            FailureCause::Worker { error, .. } => f.write_str(error),
+            FailureCause::TimedOut { timeout_ms } => {
+                write!(
+                    f,
+                    "timed out: no result within its timeout of {timeout_ms}ms"
+                )
+            }
+            FailureCause::Unpublishable { failure } => write!(f, "not published: {failure}"),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::RunExists { run } => write!(f, "run {run} already exists"),
+            Rejection::UnknownRun { run } => write!(f, "no run {run}"),
+            Rejection::RunFinished { run } => write!(f, "run {run} has already finished"),
+        }
+    }
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelReason::UpstreamFailed { task } => write!(f, "upstream task {task} failed"),
+            CancelReason::RunCanceled => write!(f, "run canceled by operator"),
+        }
+    }
+}
+
+impl Input {
+    /// The variant's name as the log writes it, for reports and coverage checks.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Input::RunSubmitted { .. } => "run_submitted",
+            Input::ResultReceived { .. } => "result_received",
+            Input::RetryDue { .. } => "retry_due",
+            Input::WorkerJoined { .. } => "worker_joined",
+            Input::WorkerLeft { .. } => "worker_left",
+            Input::CancelRequested { .. } => "cancel_requested",
+            Input::AttemptTimedOut { .. } => "attempt_timed_out",
+            Input::PublishFailed { .. } => "publish_failed",
+            Input::CoordinatorStarted { .. } => "coordinator_started",
+        }
+    }
+
+    /// Every variant's name, for checks that each appears somewhere.
+    pub const KINDS: [&'static str; 9] = [
+        "run_submitted",
+        "result_received",
+        "retry_due",
+        "worker_joined",
+        "worker_left",
+        "cancel_requested",
+        "attempt_timed_out",
+        "publish_failed",
+        "coordinator_started",
+    ];
+}
+
+impl Decision {
+    /// The variant's name as the log writes it, for reports and coverage checks.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::RunAccepted { .. } => "run_accepted",
+            Decision::InputRejected { .. } => "input_rejected",
+            Decision::TaskReady { .. } => "task_ready",
+            Decision::Dispatch { .. } => "dispatch",
+            Decision::TaskCompleted { .. } => "task_completed",
+            Decision::StopAttempt { .. } => "stop_attempt",
+            Decision::AttemptFailed { .. } => "attempt_failed",
+            Decision::RetryScheduled { .. } => "retry_scheduled",
+            Decision::DeadLettered { .. } => "dead_lettered",
+            Decision::TaskCanceled { .. } => "task_canceled",
+            Decision::RunFinished { .. } => "run_finished",
+            Decision::ResultIgnored { .. } => "result_ignored",
+        }
+    }
+
+    /// Every variant's name, for checks that each appears somewhere.
+    pub const KINDS: [&'static str; 12] = [
+        "run_accepted",
+        "input_rejected",
+        "task_ready",
+        "dispatch",
+        "task_completed",
+        "stop_attempt",
+        "attempt_failed",
+        "retry_scheduled",
+        "dead_lettered",
+        "task_canceled",
+        "run_finished",
+        "result_ignored",
+    ];
+
+    /// The run the decision is about, if any.
+    pub fn run(&self) -> Option<&RunId> {
+        match self {
+            Decision::RunAccepted { run, .. }
+            | Decision::TaskReady { run, .. }
+            | Decision::Dispatch { run, .. }
+            | Decision::TaskCompleted { run, .. }
+            | Decision::StopAttempt { run, .. }
+            | Decision::AttemptFailed { run, .. }
+            | Decision::RetryScheduled { run, .. }
+            | Decision::DeadLettered { run, .. }
+            | Decision::TaskCanceled { run, .. }
+            | Decision::RunFinished { run, .. }
+            | Decision::ResultIgnored { run, .. } => Some(run),
+            Decision::InputRejected { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! How each decision changes the scheduler's state. Deciding ([`Scheduler::step`]) and
+//! evolving are kept apart so that a recorded log can be applied as it was decided
+//! ([`Scheduler::restore`]): recovery never decides the past again, whatever rules a newer
+//! build would follow.
+//!
+//! Evolving does bookkeeping only; every rule (what becomes ready, what retries, what is
+//! canceled) is in the deciding.
+
+use workforce_shared::{Attempt, Outcome, RunId, TaskId};
+
+use super::events::{Decision, Input, SEMANTICS_VERSION};
+use super::run::{Phase, RunState};
+use super::{Scheduler, WorkerInfo};
+
+/// A recorded decision that cannot apply to the state the log before it leaves: the log is
+/// damaged, or was not written by a Workforce coordinator.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreError {
+    #[error("{decision} names run {run}, which the log never accepted")]
+    UnknownRun { decision: &'static str, run: RunId },
+    #[error("{decision} names task {task}, which run {run} does not have")]
+    UnknownTask {
+        decision: &'static str,
+        run: RunId,
+        task: TaskId,
+    },
+    #[error(
+        "{decision} for task {task} of run {run} (attempt {attempt}) does not follow from its state: {phase}"
+    )]
+    OutOfOrder {
+        decision: &'static str,
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        phase: &'static str,
+    },
+    #[error("{decision} does not follow from the input it is recorded after ({input})")]
+    WrongInput {
+        decision: &'static str,
+        input: &'static str,
+    },
+    #[error("run {run} is accepted twice")]
+    RunExists { run: RunId },
+    #[error(
+        "run {run} was accepted under scheduling rules version {semantics}, newer than this build's {SEMANTICS_VERSION}; open this log with a newer Workforce"
+    )]
+    NewerSemantics { run: RunId, semantics: u32 },
+}
+
+impl Scheduler {
+    /// Applies an input as it was recorded, with the decisions recorded after it, deciding
+    /// nothing. Used by recovery and replay.
+    pub fn restore(&mut self, input: &Input, decisions: &[Decision]) -> Result<(), RestoreError> {
+        self.observe(input);
+        for decision in decisions {
+            self.evolve(input, decision)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in the facts an input carries by itself: which workers are live.
+    pub(super) fn observe(&mut self, input: &Input) {
+        match input {
+            Input::WorkerJoined {
+                worker,
+                capabilities,
+                concurrency,
+            } => {
+                self.workers.insert(
+                    worker.clone(),
+                    WorkerInfo {
+                        capabilities: capabilities.clone(),
+                        concurrency: *concurrency,
+                    },
+                );
+            }
+            Input::WorkerLeft { worker, .. } => {
+                self.workers.remove(worker);
+            }
+            Input::RunSubmitted { .. }
+            | Input::ResultReceived { .. }
+            | Input::RetryDue { .. }
+            | Input::CancelRequested { .. }
+            | Input::AttemptTimedOut { .. }
+            | Input::PublishFailed { .. }
+            | Input::CoordinatorStarted { .. } => {}
+        }
+    }
+
+    /// Changes the state by one decision, made for `input`.
+    pub(super) fn evolve(
+        &mut self,
+        input: &Input,
+        decision: &Decision,
+    ) -> Result<(), RestoreError> {
+        let kind = decision.kind();
+        match decision {
+            Decision::RunAccepted { run, semantics, .. } => {
+                let Input::RunSubmitted {
+                    run: submitted,
+                    plan,
+                } = input
+                else {
+                    return Err(RestoreError::WrongInput {
+                        decision: kind,
+                        input: input.kind(),
+                    });
+                };
+                if submitted != run {
+                    return Err(RestoreError::WrongInput {
+                        decision: kind,
+                        input: input.kind(),
+                    });
+                }
+                if self.runs.contains_key(run) {
+                    return Err(RestoreError::RunExists { run: run.clone() });
+                }
+                if *semantics > SEMANTICS_VERSION {
+                    return Err(RestoreError::NewerSemantics {
+                        run: run.clone(),
+                        semantics: *semantics,
+                    });
+                }
+                let seq = self.run_ids.last_key_value().map_or(0, |(s, _)| s + 1);
+                let state = RunState::new(run.clone(), seq, *semantics, plan.clone());
+                self.run_ids.insert(seq, run.clone());
+                self.runs.insert(run.clone(), state);
+            }
+            Decision::TaskReady { run, task, attempt } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                match state.tasks[index].phase {
+                    Phase::Waiting if *attempt == Attempt::FIRST => {}
+                    Phase::BackingOff { next } if next == *attempt => {}
+                    ref phase => return Err(out_of_order(kind, run, task, *attempt, phase)),
+                }
+                state.tasks[index].phase = Phase::Ready;
+                state.tasks[index].attempt = *attempt;
+                let key = state.ready_key(index);
+                let capability = state.plan.tasks[index].capability.clone();
+                self.ready.entry(capability).or_default().insert(key);
+            }
+            Decision::Dispatch {
+                run,
+                task,
+                attempt,
+                capability,
+                ..
+            } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                let phase = &state.tasks[index].phase;
+                if *phase != Phase::Ready || state.tasks[index].attempt != *attempt {
+                    return Err(out_of_order(kind, run, task, *attempt, phase));
+                }
+                state.tasks[index].phase = Phase::Running { attempt: *attempt };
+                state.tasks[index].started += 1;
+                let key = state.ready_key(index);
+                if let Some(set) = self.ready.get_mut(capability) {
+                    set.remove(&key);
+                }
+                *self.in_flight.entry(capability.clone()).or_default() += 1;
+            }
+            Decision::TaskCompleted { run, task, attempt } => {
+                let output = match input {
+                    Input::ResultReceived { result }
+                        if &result.run == run
+                            && &result.task == task
+                            && result.attempt == *attempt =>
+                    {
+                        match &result.outcome {
+                            Outcome::Succeeded { output } => output.clone(),
+                            Outcome::Failed { .. } => {
+                                return Err(RestoreError::WrongInput {
+                                    decision: kind,
+                                    input: "a failed result",
+                                });
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(RestoreError::WrongInput {
+                            decision: kind,
+                            input: input.kind(),
+                        });
+                    }
+                };
+                let capability = self.end_attempt(kind, run, task, *attempt)?;
+                self.release(&capability);
+                let (state, index) = self.task_mut(kind, run, task)?;
+                state.complete(index, *attempt, output);
+            }
+            Decision::AttemptFailed {
+                run,
+                task,
+                attempt,
+                cause,
+            } => {
+                let capability = self.end_attempt(kind, run, task, *attempt)?;
+                self.release(&capability);
+                // The phase is settled by the RetryScheduled or DeadLettered that follows.
+                let (state, index) = self.task_mut(kind, run, task)?;
+                state.tasks[index].failures.push((*attempt, cause.clone()));
+            }
+            Decision::RetryScheduled {
+                run, task, attempt, ..
+            } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                state.tasks[index].phase = Phase::BackingOff { next: *attempt };
+            }
+            Decision::DeadLettered { run, task, .. } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                state.tasks[index].phase = Phase::Failed;
+                state.first_failed.get_or_insert(index);
+            }
+            Decision::TaskCanceled { run, task, reason } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                let capability = state.plan.tasks[index].capability.clone();
+                let attempt = state.tasks[index].attempt;
+                let freed = match &state.tasks[index].phase {
+                    Phase::Running { .. } => true,
+                    Phase::Ready => {
+                        let key = state.ready_key(index);
+                        if let Some(set) = self.ready.get_mut(&capability) {
+                            set.remove(&key);
+                        }
+                        false
+                    }
+                    Phase::Waiting | Phase::BackingOff { .. } => false,
+                    phase @ (Phase::Completed { .. } | Phase::Failed | Phase::Canceled { .. }) => {
+                        return Err(out_of_order(kind, run, task, attempt, phase));
+                    }
+                };
+                let (state, index) = self.task_mut(kind, run, task)?;
+                state.tasks[index].phase = Phase::Canceled {
+                    reason: reason.clone(),
+                };
+                if freed {
+                    self.release(&capability);
+                }
+            }
+            Decision::RunFinished { run, outcome } => {
+                let state = self
+                    .runs
+                    .get_mut(run)
+                    .ok_or_else(|| RestoreError::UnknownRun {
+                        decision: kind,
+                        run: run.clone(),
+                    })?;
+                state.outcome = Some(outcome.clone());
+            }
+            Decision::InputRejected { .. }
+            | Decision::StopAttempt { .. }
+            | Decision::ResultIgnored { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Checks that `attempt` is running, and returns its capability.
+    fn end_attempt(
+        &mut self,
+        kind: &'static str,
+        run: &RunId,
+        task: &TaskId,
+        attempt: Attempt,
+    ) -> Result<workforce_shared::Capability, RestoreError> {
+        let (state, index) = self.task_mut(kind, run, task)?;
+        let phase = &state.tasks[index].phase;
+        if *phase != (Phase::Running { attempt }) {
+            return Err(out_of_order(kind, run, task, attempt, phase));
+        }
+        Ok(state.plan.tasks[index].capability.clone())
+    }
+
+    fn task_mut(
+        &mut self,
+        decision: &'static str,
+        run: &RunId,
+        task: &TaskId,
+    ) -> Result<(&mut RunState, usize), RestoreError> {
+        let state = self
+            .runs
+            .get_mut(run)
+            .ok_or_else(|| RestoreError::UnknownRun {
+                decision,
+                run: run.clone(),
+            })?;
+        let index = state
+            .index_of(task)
+            .ok_or_else(|| RestoreError::UnknownTask {
+                decision,
+                run: run.clone(),
+                task: task.clone(),
+            })?;
+        Ok((state, index))
+    }
+
+    fn release(&mut self, capability: &workforce_shared::Capability) {
+        if let Some(n) = self.in_flight.get_mut(capability) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+fn out_of_order(
+    decision: &'static str,
+    run: &RunId,
+    task: &TaskId,
+    attempt: Attempt,
+    phase: &Phase,
+) -> RestoreError {
+    RestoreError::OutOfOrder {
+        decision,
+        run: run.clone(),
+        task: task.clone(),
+        attempt,
+        phase: phase.name(),
+    }
+}

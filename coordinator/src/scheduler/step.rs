@@ -1,0 +1,90 @@
+//! The contract between the scheduler and everything around it: one [`Step`] per input,
+//! holding what to record and what to do once it is recorded.
+
+use workforce_shared::{Assignment, Attempt, DeadLetter, RunId, StopAttempt, TaskId};
+
+use super::events::{Decision, IgnoreReason, Input, Rejection};
+
+/// What one input led to. The caller records `input` and `decisions` (in that order, in one
+/// commit with the rest of its batch) and only then carries out `effects`.
+#[derive(Debug)]
+pub struct Step {
+    pub input: Input,
+    pub decisions: Vec<Decision>,
+    pub effects: Vec<Effect>,
+    /// What became of the input itself, for the one who sent it.
+    pub fate: Fate,
+}
+
+/// What became of an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Acted on (possibly with no decision, like a heartbeat that changes nothing yet).
+    Applied,
+    /// A result that changes nothing: recorded, then terminated on the broker.
+    Ignored(IgnoreReason),
+    /// Refused: the sender is told why.
+    Rejected(Rejection),
+}
+
+/// What a committed decision owes the world. Each carries everything it needs: the I/O layer
+/// never asks the scheduler again.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Publish this assignment, and fail the attempt if no result comes within its
+    /// `timeout_ms` plus the coordinator's grace.
+    Assign(Assignment),
+    /// The attempt has its outcome: its deadline and any unpublished assignment are void.
+    AttemptEnded {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// After `delay_ms`, feed [`Input::RetryDue`].
+    ArmRetry {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        delay_ms: u64,
+    },
+    /// Tell workers to stop this attempt (best effort: a worker's own timeout is the backstop).
+    Stop(StopAttempt),
+    /// Publish this dead letter.
+    DeadLetter(DeadLetter),
+}
+
+/// A timer the I/O layer (or the simulator) keeps for the scheduler.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// The backoff before `attempt` has elapsed.
+    RetryDue {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+    /// The attempt's timeout plus grace has elapsed.
+    Deadline {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+    },
+}
+
+impl Timer {
+    /// The input to feed when the timer fires.
+    pub fn into_input(self) -> Input {
+        match self {
+            Timer::RetryDue { run, task, attempt } => Input::RetryDue { run, task, attempt },
+            Timer::Deadline { run, task, attempt } => Input::AttemptTimedOut { run, task, attempt },
+        }
+    }
+
+    /// The attempt the timer is about.
+    pub fn attempt_key(&self) -> (&RunId, &TaskId, Attempt) {
+        match self {
+            Timer::RetryDue { run, task, attempt } | Timer::Deadline { run, task, attempt } => {
+                (run, task, *attempt)
+            }
+        }
+    }
+}

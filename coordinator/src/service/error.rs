@@ -1,0 +1,49 @@
+//! What can stop the coordinator.
+
+use crate::log::LogError;
+use crate::recovery::RecoveryError;
+use workforce_shared::jetstream::TransportError;
+
+use super::intake::IntakeError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the event log cannot be recovered: {0}")]
+    Recovery(#[from] RecoveryError),
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("an intake task failed: {0}")]
+    Intake(#[from] IntakeError),
+    #[error("an intake stream ended")]
+    IntakeEnded,
+    #[error("an intake task panicked or was aborted: {0}")]
+    IntakeJoin(#[from] tokio::task::JoinError),
+}
+
+impl CoordinatorError {
+    /// Whether starting again later may succeed (the broker or a lock may come back) rather
+    /// than needing the operator to change something.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CoordinatorError::Connect { .. }
+            | CoordinatorError::Transport(_)
+            | CoordinatorError::Intake(_)
+            | CoordinatorError::IntakeEnded => true,
+            CoordinatorError::Config(_)
+            | CoordinatorError::Log(_)
+            | CoordinatorError::Recovery(_)
+            | CoordinatorError::IntakeJoin(_) => false,
+        }
+    }
+}
