@@ -3,119 +3,22 @@
 //!
 //! Binaries are the debug builds next to the running test or tool (`cargo build --bins`
 //! first; `just test` does). The NATS image is `workforce-nats:local`, built by
-//! `just nats-image`.
+//! `just nats-image`; the container comes from the fixture in `workforce-testkit`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use testcontainers::clients::Cli;
-use testcontainers::core::WaitFor;
-use testcontainers::{Container, GenericImage, RunnableImage};
 use tokio::process::{Child, Command};
 use workforce_coordinator::ApiClient;
 use workforce_coordinator::log::{Entry, Event, EventLog};
 use workforce_coordinator::replay::replay;
 use workforce_coordinator::scheduler::{Decision, Input, RunStatus, RunView};
 use workforce_shared::{EventSeq, Prefix, RunId, Subjects, TaskId, TaskResult, decode};
-
-pub const NATS_IMAGE: &str = "workforce-nats";
-pub const NATS_TAG: &str = "local";
-
-fn docker() -> &'static Cli {
-    static DOCKER: OnceLock<Cli> = OnceLock::new();
-    DOCKER.get_or_init(Cli::default)
-}
-
-/// A NATS server with JetStream and file storage, in its own container, on a fixed host port
-/// so that clients reconnect to the same address after the container is stopped and started.
-pub struct Nats {
-    container: Container<'static, GenericImage>,
-    pub url: String,
-}
-
-impl std::fmt::Debug for Nats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Nats")
-            .field("id", &self.id())
-            .field("url", &self.url)
-            .finish()
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
-
-fn docker_cli(args: &[&str]) -> anyhow::Result<()> {
-    let out = std::process::Command::new("docker").args(args).output()?;
-    ensure!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-impl Nats {
-    /// Starts the container (blocking: call from `block_in_place` or a plain thread).
-    pub fn start() -> Self {
-        let port = free_port();
-        let image = GenericImage::new(NATS_IMAGE, NATS_TAG)
-            .with_exposed_port(4222)
-            .with_wait_for(WaitFor::message_on_stderr("Server is ready"));
-        let args = vec!["-js".to_owned(), "-sd".to_owned(), "/data".to_owned()];
-        let container =
-            docker().run(RunnableImage::from((image, args)).with_mapped_port((port, 4222)));
-        Self {
-            container,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        self.container.id()
-    }
-
-    /// Freezes the server: connections stay open, nothing is answered.
-    pub fn pause(&self) -> anyhow::Result<()> {
-        docker_cli(&["pause", self.id()])
-    }
-
-    pub fn unpause(&self) -> anyhow::Result<()> {
-        docker_cli(&["unpause", self.id()])
-    }
-
-    /// Stops the server (SIGTERM, then its data stays in the container's file store).
-    pub fn stop(&self) -> anyhow::Result<()> {
-        docker_cli(&["stop", "--time", "10", self.id()])
-    }
-
-    /// Starts a stopped server again on the same port, and waits until it accepts clients.
-    pub async fn restart(&self) -> anyhow::Result<()> {
-        docker_cli(&["start", self.id()])?;
-        let url = self.url.clone();
-        eventually(
-            "NATS accepts connections again",
-            Duration::from_secs(30),
-            || {
-                let url = url.clone();
-                async move { Ok(async_nats::connect(&url).await.ok().map(drop)) }
-            },
-        )
-        .await
-    }
-}
+pub use workforce_testkit::{Nats, eventually};
 
 /// Path of one of the workspace's binaries, built next to the running executable.
 pub fn bin(name: &str) -> PathBuf {
@@ -246,30 +149,6 @@ pub async fn signal_pid(pid: u32, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls `check` until it yields a value or the deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + within;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() >= deadline {
-            match last_error {
-                Some(e) => bail!("{what}: not true within {within:?}; last error: {e:#}"),
-                None => bail!("{what}: not true within {within:?}"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn unique_prefix() -> Prefix {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -327,7 +206,7 @@ impl Cluster {
         workers: &[WorkerSpec],
         coordinator_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let nats = tokio::task::block_in_place(Nats::start);
+        let nats = Nats::start().await;
         let subjects = Subjects::new(unique_prefix());
         let dir = tempfile::tempdir()?;
         let coordinator =
