@@ -5,9 +5,10 @@
 //! first; `just test` does). The NATS image is `workforce-nats:local`, built by
 //! `just nats-image`; the container comes from the fixture in `workforce-testkit`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -194,6 +195,9 @@ pub struct Cluster {
     pub api: ApiClient,
     pub client: async_nats::Client,
     coordinator_starts: u32,
+    /// Sequences in the results stream of what the test published there itself
+    /// ([`Cluster::publish_raw`]): the only messages that may be something other than a result.
+    injected: Mutex<BTreeSet<u64>>,
 }
 
 impl Cluster {
@@ -223,6 +227,7 @@ impl Cluster {
             api,
             client,
             coordinator_starts: 1,
+            injected: Mutex::default(),
         };
         cluster.wait_for_coordinator().await?;
         for spec in workers {
@@ -378,17 +383,31 @@ impl Cluster {
         .await
     }
 
-    /// Every decodable result the results stream holds.
+    /// Every result the results stream holds, in stream order. Fails if a message cannot be
+    /// read, or does not decode as a result unless the test published it itself.
     pub async fn stored_results(&self) -> anyhow::Result<Vec<TaskResult>> {
         let js = async_nats::jetstream::new(self.client.clone());
-        let mut stream = js.get_stream(self.subjects.results_stream()).await?;
+        let name = self.subjects.results_stream();
+        let mut stream = js.get_stream(&name).await?;
         let last = stream.info().await?.state.last_sequence;
+        let injected = self.injected.lock().expect("not poisoned").clone();
         let mut results = Vec::new();
         for seq in 1..=last {
-            if let Ok(message) = stream.get_raw_message(seq).await
-                && let Ok(result) = decode::<TaskResult>(&message.payload, 1 << 20)
-            {
-                results.push(result);
+            let message = stream
+                .get_raw_message(seq)
+                .await
+                .with_context(|| format!("reading message {seq} of stream {name}"))?;
+            match decode::<TaskResult>(&message.payload, 1 << 20) {
+                Ok(result) => results.push(result),
+                Err(_) if injected.contains(&seq) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "message {seq} of stream {name} ({}) is not a result",
+                            message.subject
+                        )
+                    });
+                }
             }
         }
         Ok(results)
@@ -431,7 +450,13 @@ impl Cluster {
     ) -> anyhow::Result<()> {
         if jetstream {
             let js = async_nats::jetstream::new(self.client.clone());
-            js.publish(subject, bytes.into()).await?.await?;
+            let stored = js.publish(subject, bytes.into()).await?.await?;
+            if stored.stream == self.subjects.results_stream() {
+                self.injected
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(stored.sequence);
+            }
         } else {
             self.client.publish(subject, bytes.into()).await?;
             self.client.flush().await?;
