@@ -184,6 +184,63 @@ impl WorkerSpec {
     }
 }
 
+/// How the harness runs the coordinator: its flags, the same on every restart.
+#[derive(Clone, Debug)]
+pub struct CoordinatorSpec {
+    pub worker_timeout: Duration,
+    pub results_ack_wait: Duration,
+    pub attempt_grace: Duration,
+    /// The broker's window for dropping a repeated message id; the coordinator's default if
+    /// `None`.
+    pub duplicate_window: Option<Duration>,
+    /// Environment for the first start only (a failpoint that is to fire once).
+    pub first_start_env: Vec<(String, String)>,
+}
+
+impl Default for CoordinatorSpec {
+    fn default() -> Self {
+        Self {
+            worker_timeout: Duration::from_secs(3),
+            results_ack_wait: Duration::from_secs(2),
+            attempt_grace: Duration::from_secs(1),
+            duplicate_window: None,
+            first_start_env: Vec::new(),
+        }
+    }
+}
+
+impl CoordinatorSpec {
+    /// The first coordinator aborts at `failpoint` (`<point>:<n>`, see the coordinator's
+    /// `WORKFORCE_FAILPOINT`); restarted ones do not.
+    pub fn with_failpoint(mut self, failpoint: &str) -> Self {
+        self.first_start_env
+            .push(("WORKFORCE_FAILPOINT".to_owned(), failpoint.to_owned()));
+        self
+    }
+
+    fn args(&self, url: &str, prefix: &Prefix, dir: &Path) -> Vec<String> {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let mut args = vec![
+            "--nats".to_owned(),
+            url.to_owned(),
+            "--prefix".to_owned(),
+            prefix.to_string(),
+            "--data".to_owned(),
+            dir.join("data").display().to_string(),
+            "--worker-timeout".to_owned(),
+            ms(self.worker_timeout),
+            "--results-ack-wait".to_owned(),
+            ms(self.results_ack_wait),
+            "--attempt-grace".to_owned(),
+            ms(self.attempt_grace),
+        ];
+        if let Some(window) = self.duplicate_window {
+            args.extend(["--duplicate-window".to_owned(), ms(window)]);
+        }
+        args
+    }
+}
+
 /// NATS, a coordinator and workers, each test with its own.
 pub struct Cluster {
     pub nats: Nats,
@@ -195,6 +252,7 @@ pub struct Cluster {
     pub api: ApiClient,
     pub client: async_nats::Client,
     coordinator_starts: u32,
+    coordinator_spec: CoordinatorSpec,
     /// Sequences in the results stream of what the test published there itself
     /// ([`Cluster::publish_raw`]): the only messages that may be something other than a result.
     injected: Mutex<BTreeSet<u64>>,
@@ -202,19 +260,24 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(workers: &[WorkerSpec]) -> anyhow::Result<Self> {
-        Self::start_with(workers, &[]).await
+        Self::start_with(workers, CoordinatorSpec::default()).await
     }
 
-    /// Like [`Cluster::start`], with extra environment for the first coordinator (a failpoint).
+    /// Like [`Cluster::start`], with the coordinator run as `coordinator` says.
     pub async fn start_with(
         workers: &[WorkerSpec],
-        coordinator_env: &[(&str, &str)],
+        coordinator: CoordinatorSpec,
     ) -> anyhow::Result<Self> {
         let nats = Nats::start().await;
         let subjects = Subjects::new(unique_prefix());
         let dir = tempfile::tempdir()?;
-        let coordinator =
-            spawn_coordinator(&nats.url, subjects.prefix(), dir.path(), coordinator_env);
+        let env: Vec<(&str, &str)> = coordinator
+            .first_start_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let coordinator_spec = coordinator.clone();
+        let coordinator = spawn_coordinator(&coordinator_spec, &nats.url, &subjects, &dir, &env);
         let client = async_nats::connect(&nats.url).await?;
         let api = ApiClient::new(client.clone(), subjects.clone(), Duration::from_secs(5));
         let mut cluster = Self {
@@ -227,6 +290,7 @@ impl Cluster {
             api,
             client,
             coordinator_starts: 1,
+            coordinator_spec,
             injected: Mutex::default(),
         };
         cluster.wait_for_coordinator().await?;
@@ -308,8 +372,13 @@ impl Cluster {
             "the coordinator is still running"
         );
         self.coordinator_starts += 1;
-        self.coordinator =
-            spawn_coordinator(&self.nats.url, self.subjects.prefix(), self.dir.path(), &[]);
+        self.coordinator = spawn_coordinator(
+            &self.coordinator_spec,
+            &self.nats.url,
+            &self.subjects,
+            &self.dir,
+            &[],
+        );
         self.wait_for_coordinator().await
     }
 
@@ -413,6 +482,15 @@ impl Cluster {
         Ok(results)
     }
 
+    /// The coordinator's event log, read while no coordinator runs (it holds the log locked).
+    pub fn read_log(&mut self) -> anyhow::Result<Vec<(EventSeq, Event)>> {
+        ensure!(
+            !self.coordinator.running(),
+            "the coordinator is running and holds the log"
+        );
+        Ok(EventLog::open_existing(&self.data())?.read_all()?)
+    }
+
     /// Stops workers and coordinator cleanly, then checks the invariant on the log and the
     /// results stream. Returns the log.
     pub async fn stop_and_check(&mut self) -> anyhow::Result<Vec<(EventSeq, Event)>> {
@@ -475,26 +553,18 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn spawn_coordinator(url: &str, prefix: &Prefix, dir: &Path, env: &[(&str, &str)]) -> Process {
-    let args = vec![
-        "--nats".to_owned(),
-        url.to_owned(),
-        "--prefix".to_owned(),
-        prefix.to_string(),
-        "--data".to_owned(),
-        dir.join("data").display().to_string(),
-        "--worker-timeout".to_owned(),
-        "3s".to_owned(),
-        "--results-ack-wait".to_owned(),
-        "2s".to_owned(),
-        "--attempt-grace".to_owned(),
-        "1s".to_owned(),
-    ];
+fn spawn_coordinator(
+    spec: &CoordinatorSpec,
+    url: &str,
+    subjects: &Subjects,
+    dir: &tempfile::TempDir,
+    env: &[(&str, &str)],
+) -> Process {
     Process::spawn_with_env(
         "coordinator",
         &bin("workforce-coordinator"),
-        &args,
-        dir,
+        &spec.args(url, subjects.prefix(), dir.path()),
+        dir.path(),
         env,
     )
 }
@@ -508,6 +578,31 @@ pub fn decisions(events: &[(EventSeq, Event)]) -> Vec<(u64, Decision)> {
             Entry::Input(_) => None,
         })
         .collect()
+}
+
+/// Each input in a log that `select` picks, with the decisions it led to.
+pub fn decided_on(
+    events: &[(EventSeq, Event)],
+    mut select: impl FnMut(&Input) -> bool,
+) -> Vec<(&Input, Vec<&Decision>)> {
+    let mut picked: Vec<(&Input, Vec<&Decision>)> = Vec::new();
+    let mut current = false;
+    for (_, event) in events {
+        match &event.entry {
+            Entry::Input(input) => {
+                current = select(input);
+                if current {
+                    picked.push((input, Vec::new()));
+                }
+            }
+            Entry::Decision(decision) => {
+                if current && let Some((_, decided)) = picked.last_mut() {
+                    decided.push(decision);
+                }
+            }
+        }
+    }
+    picked
 }
 
 /// What [`check_invariant`] counted.
