@@ -3,119 +3,23 @@
 //!
 //! Binaries are the debug builds next to the running test or tool (`cargo build --bins`
 //! first; `just test` does). The NATS image is `workforce-nats:local`, built by
-//! `just nats-image`.
+//! `just nats-image`; the container comes from the fixture in `workforce-testkit`.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::net::TcpListener;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use testcontainers::clients::Cli;
-use testcontainers::core::WaitFor;
-use testcontainers::{Container, GenericImage, RunnableImage};
 use tokio::process::{Child, Command};
 use workforce_coordinator::ApiClient;
 use workforce_coordinator::log::{Entry, Event, EventLog};
 use workforce_coordinator::replay::replay;
 use workforce_coordinator::scheduler::{Decision, Input, RunStatus, RunView};
 use workforce_shared::{EventSeq, Prefix, RunId, Subjects, TaskId, TaskResult, decode};
-
-pub const NATS_IMAGE: &str = "workforce-nats";
-pub const NATS_TAG: &str = "local";
-
-fn docker() -> &'static Cli {
-    static DOCKER: OnceLock<Cli> = OnceLock::new();
-    DOCKER.get_or_init(Cli::default)
-}
-
-/// A NATS server with JetStream and file storage, in its own container, on a fixed host port
-/// so that clients reconnect to the same address after the container is stopped and started.
-pub struct Nats {
-    container: Container<'static, GenericImage>,
-    pub url: String,
-}
-
-impl std::fmt::Debug for Nats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Nats")
-            .field("id", &self.id())
-            .field("url", &self.url)
-            .finish()
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
-
-fn docker_cli(args: &[&str]) -> anyhow::Result<()> {
-    let out = std::process::Command::new("docker").args(args).output()?;
-    ensure!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-impl Nats {
-    /// Starts the container (blocking: call from `block_in_place` or a plain thread).
-    pub fn start() -> Self {
-        let port = free_port();
-        let image = GenericImage::new(NATS_IMAGE, NATS_TAG)
-            .with_exposed_port(4222)
-            .with_wait_for(WaitFor::message_on_stderr("Server is ready"));
-        let args = vec!["-js".to_owned(), "-sd".to_owned(), "/data".to_owned()];
-        let container =
-            docker().run(RunnableImage::from((image, args)).with_mapped_port((port, 4222)));
-        Self {
-            container,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        self.container.id()
-    }
-
-    /// Freezes the server: connections stay open, nothing is answered.
-    pub fn pause(&self) -> anyhow::Result<()> {
-        docker_cli(&["pause", self.id()])
-    }
-
-    pub fn unpause(&self) -> anyhow::Result<()> {
-        docker_cli(&["unpause", self.id()])
-    }
-
-    /// Stops the server (SIGTERM, then its data stays in the container's file store).
-    pub fn stop(&self) -> anyhow::Result<()> {
-        docker_cli(&["stop", "--time", "10", self.id()])
-    }
-
-    /// Starts a stopped server again on the same port, and waits until it accepts clients.
-    pub async fn restart(&self) -> anyhow::Result<()> {
-        docker_cli(&["start", self.id()])?;
-        let url = self.url.clone();
-        eventually(
-            "NATS accepts connections again",
-            Duration::from_secs(30),
-            || {
-                let url = url.clone();
-                async move { Ok(async_nats::connect(&url).await.ok().map(drop)) }
-            },
-        )
-        .await
-    }
-}
+pub use workforce_testkit::{Nats, eventually};
 
 /// Path of one of the workspace's binaries, built next to the running executable.
 pub fn bin(name: &str) -> PathBuf {
@@ -246,30 +150,6 @@ pub async fn signal_pid(pid: u32, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls `check` until it yields a value or the deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + within;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if Instant::now() >= deadline {
-            match last_error {
-                Some(e) => bail!("{what}: not true within {within:?}; last error: {e:#}"),
-                None => bail!("{what}: not true within {within:?}"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn unique_prefix() -> Prefix {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -304,6 +184,63 @@ impl WorkerSpec {
     }
 }
 
+/// How the harness runs the coordinator: its flags, the same on every restart.
+#[derive(Clone, Debug)]
+pub struct CoordinatorSpec {
+    pub worker_timeout: Duration,
+    pub results_ack_wait: Duration,
+    pub attempt_grace: Duration,
+    /// The broker's window for dropping a repeated message id; the coordinator's default if
+    /// `None`.
+    pub duplicate_window: Option<Duration>,
+    /// Environment for the first start only (a failpoint that is to fire once).
+    pub first_start_env: Vec<(String, String)>,
+}
+
+impl Default for CoordinatorSpec {
+    fn default() -> Self {
+        Self {
+            worker_timeout: Duration::from_secs(3),
+            results_ack_wait: Duration::from_secs(2),
+            attempt_grace: Duration::from_secs(1),
+            duplicate_window: None,
+            first_start_env: Vec::new(),
+        }
+    }
+}
+
+impl CoordinatorSpec {
+    /// The first coordinator aborts at `failpoint` (`<point>:<n>`, see the coordinator's
+    /// `WORKFORCE_FAILPOINT`); restarted ones do not.
+    pub fn with_failpoint(mut self, failpoint: &str) -> Self {
+        self.first_start_env
+            .push(("WORKFORCE_FAILPOINT".to_owned(), failpoint.to_owned()));
+        self
+    }
+
+    fn args(&self, url: &str, prefix: &Prefix, dir: &Path) -> Vec<String> {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let mut args = vec![
+            "--nats".to_owned(),
+            url.to_owned(),
+            "--prefix".to_owned(),
+            prefix.to_string(),
+            "--data".to_owned(),
+            dir.join("data").display().to_string(),
+            "--worker-timeout".to_owned(),
+            ms(self.worker_timeout),
+            "--results-ack-wait".to_owned(),
+            ms(self.results_ack_wait),
+            "--attempt-grace".to_owned(),
+            ms(self.attempt_grace),
+        ];
+        if let Some(window) = self.duplicate_window {
+            args.extend(["--duplicate-window".to_owned(), ms(window)]);
+        }
+        args
+    }
+}
+
 /// NATS, a coordinator and workers, each test with its own.
 pub struct Cluster {
     pub nats: Nats,
@@ -315,23 +252,32 @@ pub struct Cluster {
     pub api: ApiClient,
     pub client: async_nats::Client,
     coordinator_starts: u32,
+    coordinator_spec: CoordinatorSpec,
+    /// Sequences in the results stream of what the test published there itself
+    /// ([`Cluster::publish_raw`]): the only messages that may be something other than a result.
+    injected: Mutex<BTreeSet<u64>>,
 }
 
 impl Cluster {
     pub async fn start(workers: &[WorkerSpec]) -> anyhow::Result<Self> {
-        Self::start_with(workers, &[]).await
+        Self::start_with(workers, CoordinatorSpec::default()).await
     }
 
-    /// Like [`Cluster::start`], with extra environment for the first coordinator (a failpoint).
+    /// Like [`Cluster::start`], with the coordinator run as `coordinator` says.
     pub async fn start_with(
         workers: &[WorkerSpec],
-        coordinator_env: &[(&str, &str)],
+        coordinator: CoordinatorSpec,
     ) -> anyhow::Result<Self> {
-        let nats = tokio::task::block_in_place(Nats::start);
+        let nats = Nats::start().await;
         let subjects = Subjects::new(unique_prefix());
         let dir = tempfile::tempdir()?;
-        let coordinator =
-            spawn_coordinator(&nats.url, subjects.prefix(), dir.path(), coordinator_env);
+        let env: Vec<(&str, &str)> = coordinator
+            .first_start_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let coordinator_spec = coordinator.clone();
+        let coordinator = spawn_coordinator(&coordinator_spec, &nats.url, &subjects, &dir, &env);
         let client = async_nats::connect(&nats.url).await?;
         let api = ApiClient::new(client.clone(), subjects.clone(), Duration::from_secs(5));
         let mut cluster = Self {
@@ -344,6 +290,8 @@ impl Cluster {
             api,
             client,
             coordinator_starts: 1,
+            coordinator_spec,
+            injected: Mutex::default(),
         };
         cluster.wait_for_coordinator().await?;
         for spec in workers {
@@ -424,8 +372,13 @@ impl Cluster {
             "the coordinator is still running"
         );
         self.coordinator_starts += 1;
-        self.coordinator =
-            spawn_coordinator(&self.nats.url, self.subjects.prefix(), self.dir.path(), &[]);
+        self.coordinator = spawn_coordinator(
+            &self.coordinator_spec,
+            &self.nats.url,
+            &self.subjects,
+            &self.dir,
+            &[],
+        );
         self.wait_for_coordinator().await
     }
 
@@ -499,20 +452,43 @@ impl Cluster {
         .await
     }
 
-    /// Every decodable result the results stream holds.
+    /// Every result the results stream holds, in stream order. Fails if a message cannot be
+    /// read, or does not decode as a result unless the test published it itself.
     pub async fn stored_results(&self) -> anyhow::Result<Vec<TaskResult>> {
         let js = async_nats::jetstream::new(self.client.clone());
-        let mut stream = js.get_stream(self.subjects.results_stream()).await?;
+        let name = self.subjects.results_stream();
+        let mut stream = js.get_stream(&name).await?;
         let last = stream.info().await?.state.last_sequence;
+        let injected = self.injected.lock().expect("not poisoned").clone();
         let mut results = Vec::new();
         for seq in 1..=last {
-            if let Ok(message) = stream.get_raw_message(seq).await
-                && let Ok(result) = decode::<TaskResult>(&message.payload, 1 << 20)
-            {
-                results.push(result);
+            let message = stream
+                .get_raw_message(seq)
+                .await
+                .with_context(|| format!("reading message {seq} of stream {name}"))?;
+            match decode::<TaskResult>(&message.payload, 1 << 20) {
+                Ok(result) => results.push(result),
+                Err(_) if injected.contains(&seq) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "message {seq} of stream {name} ({}) is not a result",
+                            message.subject
+                        )
+                    });
+                }
             }
         }
         Ok(results)
+    }
+
+    /// The coordinator's event log, read while no coordinator runs (it holds the log locked).
+    pub fn read_log(&mut self) -> anyhow::Result<Vec<(EventSeq, Event)>> {
+        ensure!(
+            !self.coordinator.running(),
+            "the coordinator is running and holds the log"
+        );
+        Ok(EventLog::read(&self.data())?.events)
     }
 
     /// Stops workers and coordinator cleanly, then checks the invariant on the log and the
@@ -551,7 +527,13 @@ impl Cluster {
     ) -> anyhow::Result<()> {
         if jetstream {
             let js = async_nats::jetstream::new(self.client.clone());
-            js.publish(subject, bytes.into()).await?.await?;
+            let stored = js.publish(subject, bytes.into()).await?.await?;
+            if stored.stream == self.subjects.results_stream() {
+                self.injected
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(stored.sequence);
+            }
         } else {
             self.client.publish(subject, bytes.into()).await?;
             self.client.flush().await?;
@@ -570,26 +552,18 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn spawn_coordinator(url: &str, prefix: &Prefix, dir: &Path, env: &[(&str, &str)]) -> Process {
-    let args = vec![
-        "--nats".to_owned(),
-        url.to_owned(),
-        "--prefix".to_owned(),
-        prefix.to_string(),
-        "--data".to_owned(),
-        dir.join("data").display().to_string(),
-        "--worker-timeout".to_owned(),
-        "3s".to_owned(),
-        "--results-ack-wait".to_owned(),
-        "2s".to_owned(),
-        "--attempt-grace".to_owned(),
-        "1s".to_owned(),
-    ];
+fn spawn_coordinator(
+    spec: &CoordinatorSpec,
+    url: &str,
+    subjects: &Subjects,
+    dir: &tempfile::TempDir,
+    env: &[(&str, &str)],
+) -> Process {
     Process::spawn_with_env(
         "coordinator",
         &bin("workforce-coordinator"),
-        &args,
-        dir,
+        &spec.args(url, subjects.prefix(), dir.path()),
+        dir.path(),
         env,
     )
 }
@@ -603,6 +577,31 @@ pub fn decisions(events: &[(EventSeq, Event)]) -> Vec<(u64, Decision)> {
             Entry::Input(_) => None,
         })
         .collect()
+}
+
+/// Each input in a log that `select` picks, with the decisions it led to.
+pub fn decided_on(
+    events: &[(EventSeq, Event)],
+    mut select: impl FnMut(&Input) -> bool,
+) -> Vec<(&Input, Vec<&Decision>)> {
+    let mut picked: Vec<(&Input, Vec<&Decision>)> = Vec::new();
+    let mut current = false;
+    for (_, event) in events {
+        match &event.entry {
+            Entry::Input(input) => {
+                current = select(input);
+                if current {
+                    picked.push((input, Vec::new()));
+                }
+            }
+            Entry::Decision(decision) => {
+                if current && let Some((_, decided)) = picked.last_mut() {
+                    decided.push(decision);
+                }
+            }
+        }
+    }
+    picked
 }
 
 /// What [`check_invariant`] counted.

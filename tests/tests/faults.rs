@@ -5,15 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use serde_json::json;
 use workforce_coordinator::log::Entry;
 use workforce_coordinator::scheduler::{
     Decision, IgnoreReason, Input, RunStatus, TaskStatus, WorkerLeftReason,
 };
 use workforce_shared::{Outcome, encode};
-use workforce_tests::harness::{Cluster, WorkerSpec, decisions, eventually, signal_pid};
+use workforce_tests::harness::{
+    Cluster, CoordinatorSpec, WorkerSpec, decided_on, decisions, eventually, signal_pid,
+};
 
 const RUN_WITHIN: Duration = Duration::from_secs(90);
 
@@ -44,6 +47,13 @@ async fn worker_pid(dir: &Path, task: &str, attempt: u32) -> anyhow::Result<u32>
         },
     )
     .await
+}
+
+/// Milliseconds since the epoch, the clock the coordinator records `at_ms` with.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn chain_plan(tasks: usize, capability: &str) -> String {
@@ -105,23 +115,82 @@ async fn a_worker_paused_past_the_ack_wait_loses_nothing_and_duplicates_change_n
 -> anyhow::Result<()> {
     let marks = tempfile::tempdir()?;
     let command = marked(marks.path(), "1");
-    let mut cluster = Cluster::start(&[
-        WorkerSpec::new("w1", 1, &[("work", &command)]),
-        WorkerSpec::new("w2", 1, &[("work", &command)]),
-    ])
+    // A short dedupe window, so that the paused worker's copy of the result gets past the
+    // broker (same message id) to the coordinator, which must ignore it.
+    let window = Duration::from_secs(1);
+    let coordinator = CoordinatorSpec {
+        duplicate_window: Some(window),
+        ..CoordinatorSpec::default()
+    };
+    let mut cluster = Cluster::start_with(
+        &[
+            WorkerSpec::new("w1", 1, &[("work", &command)]),
+            WorkerSpec::new("w2", 1, &[("work", &command)]),
+        ],
+        coordinator,
+    )
     .await?;
     let plan = "[[tasks]]\nid = \"frozen\"\ncapability = \"work\"\ntimeout = \"60s\"\n";
     let run = cluster.submit(plan).await?;
     let pid = worker_pid(marks.path(), "frozen", 1).await?;
+    let paused = if cluster.worker("w1").pid() == Some(pid) {
+        "w1"
+    } else {
+        "w2"
+    };
     signal_pid(pid, "STOP").await?;
     // Past the 5s ack wait, the other worker gets the assignment and finishes it.
     let view = cluster.finish(&run, RUN_WITHIN).await?;
-    signal_pid(pid, "CONT").await?;
     assert!(all_completed(&view), "{view:#?}\n{}", cluster.logs());
-    // The paused worker wakes, finishes the same attempt, and publishes the same result again:
-    // the broker drops it (same message id) or the coordinator records it as a duplicate.
+    let stored = cluster.stored_results().await?;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_ne!(stored[0].worker.as_str(), paused);
+
+    // The broker would drop the copy while the window since the first result is open.
+    let js = async_nats::jetstream::new(cluster.client.clone());
+    let results = js.get_stream(cluster.subjects.results_stream()).await?;
+    let first = results
+        .get_last_raw_message_by_subject(&cluster.subjects.result(&run, &"frozen".parse()?))
+        .await?;
+    let stored_ms = u64::try_from(first.time.unix_timestamp_nanos() / 1_000_000)?;
+    let window_over = stored_ms + 2 * u64::try_from(window.as_millis())?;
+    eventually("the dedupe window closes", RUN_WITHIN, || async {
+        Ok((now_ms() > window_over).then_some(()))
+    })
+    .await?;
+
+    // The paused worker wakes, finishes the same attempt and stores the same result again.
+    signal_pid(pid, "CONT").await?;
+    eventually("the paused worker's copy is stored", RUN_WITHIN, || async {
+        let stored = cluster.stored_results().await?;
+        Ok(stored
+            .iter()
+            .any(|r| r.worker.as_str() == paused)
+            .then_some(()))
+    })
+    .await
+    .with_context(|| cluster.logs())?;
     cluster.results_settled().await?;
+    assert_eq!(
+        cluster.api.status(&run).await?,
+        view,
+        "the duplicate changed the run"
+    );
+
     let events = cluster.stop_and_check().await?;
+    let copies = decided_on(
+        &events,
+        |input| matches!(input, Input::ResultReceived { result } if result.worker.as_str() == paused),
+    );
+    assert_eq!(copies.len(), 1, "the copy was recorded once: {copies:#?}");
+    assert!(
+        matches!(
+            copies[0].1.as_slice(),
+            [Decision::ResultIgnored { attempt, reason: IgnoreReason::AlreadyFinished, .. }]
+                if attempt.0 == 1
+        ),
+        "the copy was ignored and nothing else decided: {copies:#?}"
+    );
     let completions = decisions(&events)
         .iter()
         .filter(|(_, d)| matches!(d, Decision::TaskCompleted { .. }))
@@ -169,7 +238,7 @@ async fn coordinator_crash_at(failpoint: &str) -> anyhow::Result<()> {
             WorkerSpec::new("w1", 2, &[("work", command)]),
             WorkerSpec::new("w2", 2, &[("work", command)]),
         ],
-        &[("WORKFORCE_FAILPOINT", failpoint)],
+        CoordinatorSpec::default().with_failpoint(failpoint),
     )
     .await?;
     let run = cluster.submit(&chain_plan(8, "work")).await?;
@@ -179,6 +248,13 @@ async fn coordinator_crash_at(failpoint: &str) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("the failpoint {failpoint} never fired: {e}"))?;
     assert!(!status.success(), "the coordinator crashed at {failpoint}");
+    // At the failpoint, not of something else.
+    let (point, _) = failpoint.split_once(':').context("<point>:<n>")?;
+    let output = cluster.coordinator.output();
+    assert!(
+        output.contains("failpoint reached") && output.contains(point),
+        "the coordinator did not stop at {failpoint}:\n{output}"
+    );
     cluster.restart_coordinator().await?;
     let view = cluster.finish(&run, RUN_WITHIN).await?;
     assert!(
@@ -226,12 +302,41 @@ async fn a_paused_broker_delays_but_loses_nothing() -> anyhow::Result<()> {
     let run = cluster.submit(&chain_plan(6, "work")).await?;
     cluster.running(&run, "t2", RUN_WITHIN).await?;
     cluster.nats.pause()?;
-    // Longer than the client request and publish timeouts (5s).
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    cluster.nats.unpause()?;
+    // Paused until the coordinator feels it: no heartbeat gets through (one every 500ms), so
+    // past its 3s worker timeout it counts the worker as gone.
+    let felt = eventually(
+        "the coordinator misses w1's heartbeats",
+        RUN_WITHIN,
+        || async {
+            Ok(cluster
+                .coordinator
+                .output()
+                .contains("counting it as gone")
+                .then_some(()))
+        },
+    )
+    .await;
+    let unpaused = cluster.nats.unpause();
+    felt.with_context(|| cluster.logs())?;
+    unpaused?;
     let view = cluster.finish(&run, RUN_WITHIN).await?;
     assert!(all_completed(&view), "{view:#?}\n{}", cluster.logs());
-    cluster.stop_and_check().await?;
+    let events = cluster.stop_and_check().await?;
+    // Recorded: the worker was lost to the pause mid-run and came back when it ended.
+    let position =
+        |wanted: &dyn Fn(&Entry) -> bool| events.iter().position(|(_, e)| wanted(&e.entry));
+    let left = position(&|e| {
+        matches!(e, Entry::Input(Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped })
+            if worker.as_str() == "w1")
+    })
+    .context("the log records w1 lost to the pause")?;
+    let back = events[left..]
+        .iter()
+        .any(|(_, e)| matches!(&e.entry, Entry::Input(Input::WorkerJoined { worker, .. }) if worker.as_str() == "w1"));
+    assert!(back, "w1 rejoined after the pause");
+    let finished = position(&|e| matches!(e, Entry::Decision(Decision::RunFinished { .. })))
+        .context("the run finished")?;
+    assert!(left < finished, "the pause was felt mid-run");
     Ok(())
 }
 
@@ -410,6 +515,18 @@ capability = "work"
     Ok(())
 }
 
+/// The size and limit in a worker's "result too large" failure.
+fn result_too_large(detail: &str) -> anyhow::Result<(usize, usize)> {
+    let (_, rest) = detail
+        .split_once("permanent failure: output too large: the result is ")
+        .context("not the worker's result-too-large failure")?;
+    let (size, rest) = rest
+        .split_once(" bytes, over the message limit of ")
+        .context("no limit")?;
+    let (limit, _) = rest.split_once(" bytes").context("no limit")?;
+    Ok((size.parse()?, limit.parse()?))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_over_a_limit_fails_its_task_with_a_clear_error_not_a_cut() -> anyhow::Result<()>
 {
@@ -462,15 +579,22 @@ input = { bytes = 1000 }
     assert_eq!(over.status, TaskStatus::Failed, "{view:#?}");
     let detail = over.detail.clone().unwrap_or_default();
     assert!(
-        detail.contains("600000 bytes exceeds the output limit"),
+        detail.contains(
+            "stdout of 600000 bytes exceeds the output limit of 524288 bytes (max_output_bytes)"
+        ),
         "{detail}"
     );
+    // 2 MB of output fits the raised output limit; the result carrying it is over the
+    // broker's max payload (1 MiB), so the worker sends a failure saying so instead.
     let over = task("over-max-payload");
     assert_eq!(over.status, TaskStatus::Failed, "{view:#?}");
     let detail = over.detail.clone().unwrap_or_default();
+    let (size, limit) = result_too_large(&detail).with_context(|| detail.clone())?;
+    assert!(size > 2_000_000, "the size is the whole result's: {detail}");
+    let max_payload = cluster.client.server_info().max_payload;
     assert!(
-        detail.contains("bytes") && detail.contains("limit"),
-        "{detail}"
+        limit < max_payload && limit > max_payload - 4096,
+        "the limit is the broker's max payload ({max_payload}) less room for headers: {detail}"
     );
     cluster.stop_and_check().await?;
     Ok(())
@@ -479,21 +603,106 @@ input = { bytes = 1000 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_stored_while_the_coordinator_was_down_beats_its_overdue_deadline()
 -> anyhow::Result<()> {
+    // The broker hands a stored result to the coordinator, which dies before acking it; the
+    // broker hands it out again only results_ack_wait later. A restart after the attempt's
+    // deadline must not time the attempt out meanwhile: deadlines after a restart are at
+    // least results_ack_wait + attempt_grace away.
     let marks = tempfile::tempdir()?;
-    let command = marked(marks.path(), "1");
-    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 1, &[("work", &command)])]).await?;
-    // No retry: a wrong timeout would dead-letter a task that succeeded.
+    let go = marks.path().join("go");
+    // Marks its start, then finishes when the test says so.
+    let command = format!(
+        "echo $PPID > {dir}/$WORKFORCE_TASK.$WORKFORCE_ATTEMPT.pid; \
+         while [ ! -e {go} ]; do sleep 0.05; done; echo '{{\"ok\": true}}'",
+        dir = marks.path().display(),
+        go = go.display()
+    );
+    let coordinator = CoordinatorSpec {
+        // Long enough that a restart lands well inside it.
+        results_ack_wait: Duration::from_secs(8),
+        ..CoordinatorSpec::default()
+    };
+    let grace = u64::try_from(coordinator.attempt_grace.as_millis())?;
+    let mut cluster = Cluster::start_with(
+        &[WorkerSpec::new("w1", 1, &[("work", &command)])],
+        coordinator,
+    )
+    .await?;
+    // No retry: a timeout would dead-letter a task that succeeded.
+    let timeout_ms = 2_000;
     let plan = "[[tasks]]\nid = \"done-meanwhile\"\ncapability = \"work\"\ntimeout = \"2s\"\n\
                 retry = { max_attempts = 1 }\n";
     let run = cluster.submit(plan).await?;
     worker_pid(marks.path(), "done-meanwhile", 1).await?;
+
+    // Frozen, the coordinator still has a pull open: the broker delivers the result to it.
+    cluster.coordinator.pause().await?;
+    std::fs::write(&go, "")?;
+    let js = async_nats::jetstream::new(cluster.client.clone());
+    let stream = js.get_stream(cluster.subjects.results_stream()).await?;
+    let subject = cluster.subjects.result(&run, &"done-meanwhile".parse()?);
+    let consumer = cluster.subjects.results_consumer();
+    eventually(
+        "the result is stored and delivered to the frozen coordinator",
+        RUN_WITHIN,
+        || {
+            let (stream, subject, consumer) = (stream.clone(), subject.clone(), consumer.clone());
+            async move {
+                if stream
+                    .get_last_raw_message_by_subject(&subject)
+                    .await
+                    .is_err()
+                {
+                    return Ok(None);
+                }
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+                    .get_consumer(&consumer)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let info = consumer.info().await?;
+                Ok((info.num_pending == 0 && info.num_ack_pending == 1).then_some(()))
+            }
+        },
+    )
+    .await
+    .with_context(|| cluster.logs())?;
     cluster.coordinator.kill().await?;
-    // Down past the attempt's deadline (2s timeout + 1s grace) while the worker finishes it.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Restart only once the attempt's deadline has passed.
+    let log = cluster.read_log()?;
+    let dispatched_at = decisions(&log)
+        .iter()
+        .find_map(|(at, d)| matches!(d, Decision::Dispatch { .. }).then_some(*at))
+        .context("the attempt was dispatched")?;
+    let deadline = dispatched_at + timeout_ms + grace;
+    drop(log);
+    eventually("the attempt's deadline passes", RUN_WITHIN, || async {
+        Ok((now_ms() > deadline).then_some(()))
+    })
+    .await?;
     cluster.restart_coordinator().await?;
+
     let view = cluster.finish(&run, RUN_WITHIN).await?;
     assert!(all_completed(&view), "{view:#?}\n{}", cluster.logs());
     let events = cluster.stop_and_check().await?;
+    let (restart, restarted_at) = events
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, e))| matches!(e.entry, Entry::Input(Input::CoordinatorStarted { .. })))
+        .map(|(i, (_, e))| (i, e.at_ms))
+        .nth(1)
+        .context("the log records the restart")?;
+    assert!(
+        restarted_at > deadline,
+        "the deadline ({deadline}) had passed when the coordinator restarted ({restarted_at})"
+    );
+    let received = events
+        .iter()
+        .position(|(_, e)| matches!(e.entry, Entry::Input(Input::ResultReceived { .. })))
+        .context("the result was received")?;
+    assert!(
+        received > restart,
+        "the result was read only after the restart"
+    );
     assert!(
         !events
             .iter()

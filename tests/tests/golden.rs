@@ -49,11 +49,13 @@ fn every_golden_log_opens_recovers_and_replays() {
         recover(&contents.events, contents.effects_done, rule)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = replay(&contents.events, None).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(
-            report.decisions,
-            report.redecided + skipped(&report),
-            "{name}"
-        );
+        // Runs of this build's rules are re-decided in full; only runs of older rules (and
+        // those beside them) are checked as recorded.
+        if report.not_redecided.is_empty() {
+            assert_eq!(report.redecided, report.decisions, "{name}");
+        } else {
+            assert!(report.redecided < report.decisions, "{name}");
+        }
         // The coordinator itself opens it for writing and appends to it.
         let mut log = EventLog::open(dir.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(log.len(), contents.events.len() as u64, "{name}");

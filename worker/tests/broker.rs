@@ -1,60 +1,31 @@
 //! The worker against a real NATS server: results stored and acked, undecodable assignments
 //! terminated, panics reported, heartbeats, and a drain handing unfinished work back.
 //!
-//! NATS runs in a container through testcontainers, from the image `just nats-image` builds.
-//! (The workspace's `tests/` crate runs the full system in containers.)
+//! Each test has its own NATS server in a container (`workforce_testkit::Nats`, from the image
+//! `just nats-image` builds). The workspace's `tests/` crate runs the full system the same way.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use testcontainers::clients::Cli;
-use testcontainers::core::WaitFor;
-use testcontainers::{Container, GenericImage, RunnableImage};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
     Assignment, Attempt, Capability, Heartbeat, Outcome, PROTOCOL_VERSION, Prefix, RunId, Subjects,
     TaskId, TaskResult, WorkerId, WorkerState, decode, encode,
 };
+use workforce_testkit::Nats;
 use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, handler_fn};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A NATS server with JetStream in its own container (the `workforce-nats:local` image that
-/// `just nats-image` builds).
-struct Server {
-    _container: Container<'static, GenericImage>,
-    url: String,
-}
-
-fn docker() -> &'static Cli {
-    static DOCKER: OnceLock<Cli> = OnceLock::new();
-    DOCKER.get_or_init(Cli::default)
-}
-
-async fn start_server() -> Server {
-    let container = tokio::task::block_in_place(|| {
-        let image = GenericImage::new("workforce-nats", "local")
-            .with_exposed_port(4222)
-            .with_wait_for(WaitFor::message_on_stderr("Server is ready"));
-        let args = vec!["-js".to_owned(), "-sd".to_owned(), "/data".to_owned()];
-        docker().run(RunnableImage::from((image, args)))
-    });
-    let url = format!("nats://127.0.0.1:{}", container.get_host_port_ipv4(4222));
-    Server {
-        _container: container,
-        url,
-    }
-}
 
 fn cap(name: &str) -> Capability {
     Capability::new(name).expect("capability")
 }
 
-fn config(server: &Server, prefix: &str, id: &str) -> WorkerConfig {
+fn config(server: &Nats, prefix: &str, id: &str) -> WorkerConfig {
     WorkerConfig {
         nats_url: server.url.clone(),
         prefix: Prefix::new(prefix).expect("prefix"),
@@ -114,7 +85,7 @@ async fn wait_for_empty_tasks_stream(js: &jetstream::Context, subjects: &Subject
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_commands_and_rust_handlers_end_to_end() {
-    let server = start_server().await;
+    let server = Nats::start().await;
     let subjects = Subjects::new(Prefix::new("e2e").expect("prefix"));
     let client = async_nats::connect(&server.url).await.expect("connect");
     let js = jetstream::new(client.clone());
@@ -213,7 +184,7 @@ async fn serves_commands_and_rust_handlers_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_hands_unfinished_work_to_another_worker_at_once() {
-    let server = start_server().await;
+    let server = Nats::start().await;
     let subjects = Subjects::new(Prefix::new("drain").expect("prefix"));
     let client = async_nats::connect(&server.url).await.expect("connect");
     let js = jetstream::new(client.clone());
@@ -283,7 +254,7 @@ async fn a_drain_hands_unfinished_work_to_another_worker_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_acks_keep_a_long_task_from_being_redelivered() {
-    let server = start_server().await;
+    let server = Nats::start().await;
     let subjects = Subjects::new(Prefix::new("progress").expect("prefix"));
     let client = async_nats::connect(&server.url).await.expect("connect");
     let js = jetstream::new(client.clone());

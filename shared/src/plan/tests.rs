@@ -273,3 +273,5 @@ fn rejects_inputs_nested_too_deep() {
     let src = format!("{{\"tasks\": [{{\"id\": \"t\", \"capability\": \"c\", \"input\": {ok}}}]}}");
     assert!(Plan::parse(&src, PlanFormat::Json, &PlanLimits::default()).is_ok());
 }
+
+mod properties;
