@@ -1,6 +1,7 @@
 //! [`WorkerError`]: why a worker could not start or had to stop.
 
 use workforce_shared::jetstream::TransportError;
+use workforce_shared::runtime::ConnectError;
 
 use crate::config::ConfigError;
 
@@ -14,20 +15,8 @@ pub enum WorkerError {
     NoCapabilities,
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("invalid NATS URL {url:?}: {source}")]
-    NatsUrl {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot connect to NATS at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: async_nats::ConnectError,
-    },
-    #[error("lost the NATS client while connecting to {url}: {reason}")]
-    ConnectionClosed { url: String, reason: String },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// Declaring streams or consumers failed: is JetStream enabled on the server?
     #[error("cannot set up JetStream (is JetStream enabled on the server?): {0}")]
     JetStream(#[from] TransportError),
@@ -41,11 +30,9 @@ impl WorkerError {
     /// mistakes need a change first.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::NoCapabilities | Self::Config(_) | Self::NatsUrl { .. } => false,
-            Self::Connect { .. }
-            | Self::ConnectionClosed { .. }
-            | Self::JetStream(_)
-            | Self::Intake { .. } => true,
+            Self::NoCapabilities | Self::Config(_) => false,
+            Self::Connect(error) => error.is_retryable(),
+            Self::JetStream(_) | Self::Intake { .. } => true,
         }
     }
 }

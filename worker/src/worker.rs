@@ -5,21 +5,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::ServerAddr;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use tracing::Instrument;
 use workforce_shared::jetstream::{StreamSettings, ensure_streams, task_consumer};
+use workforce_shared::runtime;
 use workforce_shared::{Capability, Subjects, WorkerId, WorkerState};
 
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::handler::Handler;
 use crate::run_loop::RunLoop;
-
-/// How often to say so while waiting for the first connection to NATS.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A worker connected to NATS with its consumers declared, ready to [`run`](Self::run).
 pub struct Worker {
@@ -52,20 +48,11 @@ impl Worker {
         if handlers.is_empty() {
             return Err(WorkerError::NoCapabilities);
         }
-        let servers = parse_servers(&config.nats_url)?;
         let span =
             tracing::info_span!("connect", worker_id = %config.id, nats_url = %config.nats_url);
         async move {
-            let client = async_nats::ConnectOptions::new()
-                .name(format!("workforce-worker {}", config.id))
-                .retry_on_initial_connect()
-                .connect(servers)
-                .await
-                .map_err(|source| WorkerError::Connect {
-                    url: config.nats_url.clone(),
-                    source,
-                })?;
-            wait_until_connected(&client, &config.nats_url).await?;
+            let name = format!("workforce-worker {}", config.id);
+            let client = runtime::connect(&config.nats_url, &name).await?;
             let jetstream = jetstream::new(client.clone());
             let subjects = Subjects::new(config.prefix.clone());
             ensure_streams(&jetstream, &subjects, &StreamSettings::default()).await?;
@@ -135,38 +122,6 @@ impl Worker {
         match failure {
             Some(error) => Err(error),
             None => Ok(()),
-        }
-    }
-}
-
-/// `url` may list several servers separated by commas.
-fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, WorkerError> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            part.parse::<ServerAddr>()
-                .map_err(|source| WorkerError::NatsUrl {
-                    url: part.to_owned(),
-                    source,
-                })
-        })
-        .collect()
-}
-
-/// With `retry_on_initial_connect` the client comes back before it is connected; a flush
-/// completes once it is.
-async fn wait_until_connected(client: &async_nats::Client, url: &str) -> Result<(), WorkerError> {
-    loop {
-        match tokio::time::timeout(CONNECT_PATIENCE, client.flush()).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => {
-                return Err(WorkerError::ConnectionClosed {
-                    url: url.to_owned(),
-                    reason: error.to_string(),
-                });
-            }
-            Err(_) => tracing::warn!("NATS is not reachable yet; still trying to connect"),
         }
     }
 }

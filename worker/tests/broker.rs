@@ -56,7 +56,7 @@ fn cap(name: &str) -> Capability {
 
 fn config(server: &Server, prefix: &str, id: &str) -> WorkerConfig {
     WorkerConfig {
-        nats_url: server.url.clone(),
+        nats_url: server.url.parse().expect("server url"),
         prefix: Prefix::new(prefix).expect("prefix"),
         id: WorkerId::new(id).expect("worker id"),
         heartbeat_interval: Duration::from_millis(200),
