@@ -32,8 +32,8 @@ pub mod subjects;
 pub use backoff::retry_delay_ms;
 pub use codec::{CodecError, Envelope, decode, encode};
 pub use envelope::{
-    Assignment, AttemptError, DeadLetter, Heartbeat, Outcome, PROTOCOL_VERSION, StopAttempt,
-    TaskResult, WorkerState,
+    Assignment, AttemptError, DeadLetter, Heartbeat, Instance, Outcome, PROTOCOL_VERSION,
+    StopAttempt, TaskResult, WorkerState,
 };
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
 pub use plan::{Plan, PlanError, PlanFormat, PlanLimits, PlanProblem, RetryPolicy, TaskSpec};

@@ -12,9 +12,11 @@ use workforce_shared::jetstream::{StreamSettings, ensure_streams, task_consumer}
 use workforce_shared::runtime;
 use workforce_shared::{Capability, Subjects, WorkerId, WorkerState};
 
+use crate::clash::{self, Sentry};
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::handler::Handler;
+use crate::heartbeat::{self, Identity};
 use crate::run_loop::RunLoop;
 
 /// A worker connected to NATS with its consumers declared, ready to [`run`](Self::run).
@@ -25,6 +27,7 @@ pub struct Worker {
     subjects: Subjects,
     handlers: BTreeMap<Capability, Arc<dyn Handler>>,
     consumers: Vec<(Capability, PullConsumer)>,
+    identity: Identity,
 }
 
 impl fmt::Debug for Worker {
@@ -82,6 +85,7 @@ impl Worker {
                 subjects,
                 handlers,
                 consumers,
+                identity: Identity::mint(),
             })
         }
         .instrument(span)
@@ -98,6 +102,9 @@ impl Worker {
 
     /// Serves until `shutdown` resolves, then drains: takes nothing new, gives running
     /// attempts `grace_period` to finish, hands the rest back, announces `Stopped`.
+    ///
+    /// Refuses to start ([`WorkerError::DuplicateId`]) if a live process already serves as
+    /// this worker id, and stops the same way if one that started earlier shows up later.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
         let span = tracing::info_span!("worker", worker_id = %self.config.id);
         self.serve(shutdown).instrument(span).await
@@ -111,8 +118,28 @@ impl Worker {
             subjects,
             handlers,
             consumers,
+            identity,
         } = self;
-        let mut run = RunLoop::start(&config, client, jetstream, subjects, handlers, consumers);
+        let me = heartbeat::announcement(
+            config.id.clone(),
+            handlers.keys().cloned().collect(),
+            config.concurrency,
+            config.heartbeat_interval,
+            identity,
+        );
+        // Before taking work: is this id taken?
+        let sentry =
+            Sentry::start(&client, &subjects, me.clone(), config.max_message_bytes).await?;
+        if let Some(twin) = sentry.probe(&client, &subjects).await {
+            if me.yields_to(&twin) {
+                return Err(clash::yield_to(&me, &twin, true));
+            }
+            tracing::warn!(other_instance = %twin.instance, "another process claims this worker id; it started later and will stop");
+        }
+        let (sentry, twins) = sentry.listen(client.clone(), &subjects).await?;
+        let mut run = RunLoop::start(
+            &config, client, jetstream, subjects, handlers, consumers, me, sentry, twins,
+        );
         run.beat(WorkerState::Ready).await;
         tracing::info!(concurrency = config.concurrency, "serving");
         let mut failure = run.serve(shutdown).await;
