@@ -107,10 +107,10 @@ impl Sentry {
             let payload = tokio::select! {
                 Some(message) = self.heartbeats.next() => message.payload,
                 Some(message) = probes.next() => {
-                    if let Some(reply) = message.reply {
-                        if let Err(error) = client.publish(reply, answer.clone()).await {
-                            tracing::warn!(%error, "cannot answer a probe for this worker id");
-                        }
+                    if let Some(reply) = message.reply
+                        && let Err(error) = client.publish(reply, answer.clone()).await
+                    {
+                        tracing::warn!(%error, "cannot answer a probe for this worker id");
                     }
                     message.payload
                 }
