@@ -56,7 +56,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKFORCE_PREFIX")]
     pub prefix: Option<Prefix>,
 
-    /// This worker's id, unique among live workers. [default: HOSTNAME-PID]
+    /// This worker's id, unique among live workers: a process started with an id in use
+    /// refuses to start. [default: HOSTNAME-PID]
     #[arg(long, env = "WORKFORCE_WORKER_ID")]
     pub id: Option<WorkerId>,
 
