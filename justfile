@@ -150,7 +150,7 @@ _up state:
     }
     probe=""
     workers_listed() {
-        probe=$("$bin/workforce" --nats "$url" --json workers 2>&1) || return 1
+        probe=$("$bin/workforce" --json workers --nats "$url" 2>&1) || return 1
         for id in worker-1 worker-2 worker-3; do
             grep -q "\"$id\"" <<<"$probe" || return 1
         done
@@ -239,7 +239,7 @@ down:
 
 # Submit a plan to the cluster started by `up` and wait for its run to finish.
 submit plan="examples/plans/code-review.toml":
-    {{ quote(release / "workforce") }} --nats {{ quote(nats_url) }} submit {{ quote(plan) }} --wait
+    {{ quote(release / "workforce") }} submit {{ quote(plan) }} --wait --nats {{ quote(nats_url) }}
 
 # Run the code-review plan on a fresh local cluster, stop it, replay the log, print a summary.
 demo: build nats-server
@@ -257,14 +257,14 @@ demo: build nats-server
 
     echo "== workforce submit examples/plans/code-review.toml --wait"
     run_status=0
-    "$workforce" --nats {{ quote(nats_url) }} submit examples/plans/code-review.toml --wait || run_status=$?
+    "$workforce" submit examples/plans/code-review.toml --wait --nats {{ quote(nats_url) }} || run_status=$?
     echo "== workforce runs"
-    "$workforce" --nats {{ quote(nats_url) }} runs || true
+    "$workforce" runs --nats {{ quote(nats_url) }} || true
     # The synthesizer's report, read with the agents' JSON reader (no jq needed).
     json() { awk -v mode="$1" -v want="${2-}" -v unquote=1 -f examples/agents/json.awk; }
     report=""
-    if run_id=$("$workforce" --nats {{ quote(nats_url) }} --json runs | json text 0.run) &&
-        "$workforce" --nats {{ quote(nats_url) }} --json status "$run_id" >.run/demo-status.json &&
+    if run_id=$("$workforce" --json runs --nats {{ quote(nats_url) }} | json text 0.run) &&
+        "$workforce" --json status "$run_id" --nats {{ quote(nats_url) }} >.run/demo-status.json &&
         n=$(json flat <.run/demo-status.json | awk -F '\t' '$1 ~ /^tasks\.[0-9]+\.task$/ && $2 == "report" { split($1, p, "."); print p[2] }') &&
         [[ -n $n ]] && json get "tasks.$n.output" <.run/demo-status.json >.run/report.json; then
         report=$(json text summary <.run/report.json)

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use workforce_shared::runtime::{self, ConnectError, NatsServers};
 use workforce_shared::subjects::ApiVerb;
 use workforce_shared::{
     CodecError, Envelope, PROTOCOL_VERSION, PlanFormat, RunId, Subjects, decode, encode,
@@ -105,23 +106,56 @@ impl ApiResponse {
     }
 }
 
+/// Why an API call failed. [`is_retryable`](ClientError::is_retryable) tells a coordinator
+/// that is not answering (stopped, restarting, not started yet) from a request that can never
+/// succeed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    #[error("cannot connect to NATS at {url}: {message}")]
-    Connect { url: String, message: String },
-    #[error(
-        "no coordinator answered on {subject} within {timeout:?}; is workforce-coordinator running with the same --prefix?"
-    )]
-    NoCoordinator { subject: String, timeout: Duration },
-    #[error("request on {subject} failed: {message}")]
-    Request { subject: String, message: String },
     #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(
+        "no coordinator is listening on {subject}; is workforce-coordinator running, with the same --prefix?"
+    )]
+    NoResponders { subject: String },
+    #[error(
+        "no coordinator answered on {subject} within {}; is workforce-coordinator running, with the same --prefix?",
+        humantime::format_duration(*.timeout)
+    )]
+    TimedOut { subject: String, timeout: Duration },
+    #[error("request on {subject} failed")]
+    Request {
+        subject: String,
+        #[source]
+        source: async_nats::RequestError,
+    },
+    #[error("cannot read the coordinator's answer")]
     Codec(#[from] CodecError),
     #[error("{0}")]
     Api(ApiError),
     #[error("the coordinator sent a {got} reply to a {verb} request")]
     UnexpectedReply { verb: &'static str, got: String },
+}
+
+impl ClientError {
+    /// Whether asking again later may succeed: nobody answered (the coordinator may be
+    /// restarting) or the connection to NATS failed. The coordinator's own refusals (an invalid
+    /// plan, an unknown run) and replies this client cannot read are permanent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Connect(error) => error.is_retryable(),
+            Self::NoResponders { .. } | Self::TimedOut { .. } => true,
+            // A plan over the server's max_payload stays too big.
+            Self::Request { source, .. } => match source.kind() {
+                async_nats::RequestErrorKind::InvalidSubject
+                | async_nats::RequestErrorKind::MaxPayloadExceeded => false,
+                async_nats::RequestErrorKind::Other
+                | async_nats::RequestErrorKind::NoResponders
+                | async_nats::RequestErrorKind::TimedOut => true,
+            },
+            Self::Codec(_) | Self::Api(_) | Self::UnexpectedReply { .. } => false,
+        }
+    }
 }
 
 /// A cheap handle that sends API requests to the coordinator.
@@ -136,21 +170,14 @@ pub struct ApiClient {
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 impl ApiClient {
+    /// Connects to one of `servers`, giving up after `timeout`; every request then waits up to
+    /// `timeout` for its answer.
     pub async fn connect(
-        url: &str,
+        servers: &NatsServers,
         subjects: Subjects,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("workforce-cli")
-            .request_timeout(Some(timeout))
-            .connection_timeout(timeout)
-            .connect(url)
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: url.to_owned(),
-                message: e.to_string(),
-            })?;
+        let client = runtime::connect_once(servers, "workforce-cli", timeout).await?;
         Ok(Self::new(client, subjects, timeout))
     }
 
@@ -168,20 +195,22 @@ impl ApiClient {
             v: PROTOCOL_VERSION,
             request,
         })?;
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(self.timeout));
         let message = self
             .client
-            .request(subject.clone(), body.into())
+            .send_request(subject.clone(), request)
             .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders
-                | async_nats::RequestErrorKind::TimedOut => ClientError::NoCoordinator {
-                    subject: subject.clone(),
+            .map_err(|source| match source.kind() {
+                async_nats::RequestErrorKind::NoResponders => ClientError::NoResponders { subject },
+                async_nats::RequestErrorKind::TimedOut => ClientError::TimedOut {
+                    subject,
                     timeout: self.timeout,
                 },
-                _ => ClientError::Request {
-                    subject: subject.clone(),
-                    message: e.to_string(),
-                },
+                async_nats::RequestErrorKind::InvalidSubject
+                | async_nats::RequestErrorKind::MaxPayloadExceeded
+                | async_nats::RequestErrorKind::Other => ClientError::Request { subject, source },
             })?;
         let response: ApiResponse = decode(&message.payload, MAX_RESPONSE_BYTES)?;
         response.result.map_err(ClientError::Api)

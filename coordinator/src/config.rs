@@ -8,12 +8,16 @@ use serde::{Deserialize, Serialize};
 use workforce_shared::Prefix;
 use workforce_shared::duration;
 use workforce_shared::jetstream::StreamSettings;
+use workforce_shared::runtime::{self, NatsServers, Overrides, ServersError, Settings, set};
+
+pub use workforce_shared::runtime::ConfigError;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoordinatorConfig {
     /// Directory of the event log. One coordinator per directory.
     pub data: PathBuf,
+    /// NATS servers, comma-separated; parsed by [`nats_servers`](Self::nats_servers).
     pub nats_url: String,
     /// First subject tokens; lets several deployments share one NATS.
     pub prefix: Prefix,
@@ -44,7 +48,7 @@ impl Default for CoordinatorConfig {
         let streams = StreamSettings::default();
         Self {
             data: PathBuf::from("workforce-data"),
-            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_url: runtime::servers::DEFAULT_SERVER.into(),
             prefix: Prefix::default(),
             worker_timeout: Duration::from_secs(10),
             max_message_bytes: 1024 * 1024,
@@ -58,61 +62,22 @@ impl Default for CoordinatorConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: toml::de::Error,
-    },
-    #[error("{field} must be at least {min}")]
-    TooSmall { field: &'static str, min: String },
-}
-
 impl CoordinatorConfig {
     /// Defaults overlaid with the TOML file at `path`, if any.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })
+        match path {
+            Some(path) => runtime::config::read_file(path),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// The servers `nats_url` lists (checked by [`validate`](Settings::validate)).
+    pub fn nats_servers(&self) -> Result<NatsServers, ServersError> {
+        NatsServers::parse(&self.nats_url)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.worker_timeout < Duration::from_secs(1) {
-            return Err(ConfigError::TooSmall {
-                field: "worker_timeout",
-                min: "1s".into(),
-            });
-        }
-        if self.max_batch == 0 {
-            return Err(ConfigError::TooSmall {
-                field: "max_batch",
-                min: "1".into(),
-            });
-        }
-        if self.max_message_bytes < 1024 {
-            return Err(ConfigError::TooSmall {
-                field: "max_message_bytes",
-                min: "1024".into(),
-            });
-        }
-        Ok(())
+        Settings::validate(self)
     }
 
     pub fn stream_settings(&self) -> StreamSettings {
@@ -121,6 +86,28 @@ impl CoordinatorConfig {
             duplicate_window: self.duplicate_window,
             ..StreamSettings::default()
         }
+    }
+}
+
+impl Settings for CoordinatorConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.nats_servers()?;
+        if self.worker_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "worker_timeout",
+                "must be at least 1s",
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err(ConfigError::invalid("max_batch", "must be at least 1"));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "max_message_bytes",
+                "must be at least 1024",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -144,11 +131,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "worker_timeot = \"20s\"\n").expect("write");
+        let chain = |err: ConfigError| format!("{:#}", anyhow::Error::from(err));
         let err = CoordinatorConfig::load(Some(&path)).expect_err("typo");
-        assert!(err.to_string().contains("worker_timeot"), "{err}");
+        assert!(chain(err).contains("worker_timeot"));
         std::fs::write(&path, "prefix = \"a b\"\n").expect("write");
         let err = CoordinatorConfig::load(Some(&path)).expect_err("bad prefix");
-        assert!(err.to_string().contains("subject prefix"), "{err}");
+        assert!(chain(err).contains("subject prefix"));
     }
 }
 
@@ -161,9 +149,9 @@ pub struct CoordinatorArgs {
     /// Data directory holding the event log [default: workforce-data]
     #[arg(long, env = "WORKFORCE_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// NATS server URL [default: nats://127.0.0.1:4222]
-    #[arg(long = "nats", env = "WORKFORCE_NATS_URL", value_name = "URL")]
-    pub nats_url: Option<String>,
+    /// NATS server URL; several separated by commas fail over [default: nats://127.0.0.1:4222]
+    #[arg(long = "nats", env = "WORKFORCE_NATS_URL", value_name = "URL[,URL...]")]
+    pub nats_url: Option<NatsServers>,
     /// Subject prefix, so several deployments can share one NATS [default: workforce]
     #[arg(long, env = "WORKFORCE_PREFIX")]
     pub prefix: Option<Prefix>,
@@ -194,44 +182,35 @@ pub struct CoordinatorArgs {
 }
 
 impl CoordinatorArgs {
-    /// Defaults, then the config file, then these flags and environment variables.
+    /// Defaults, then the config file, then these flags and environment variables; validated.
     pub fn resolve(self) -> Result<CoordinatorConfig, ConfigError> {
-        let mut config = CoordinatorConfig::load(self.config.as_deref())?;
-        if let Some(v) = self.data {
-            config.data = v;
-        }
-        if let Some(v) = self.nats_url {
-            config.nats_url = v;
-        }
-        if let Some(v) = self.prefix {
-            config.prefix = v;
-        }
-        if let Some(v) = self.worker_timeout {
-            config.worker_timeout = v;
-        }
-        if let Some(v) = self.max_input_bytes {
-            config.max_input_bytes = v;
-        }
-        if let Some(v) = self.max_message_bytes {
-            config.max_message_bytes = v;
-        }
-        if let Some(v) = self.attempt_grace {
-            config.attempt_grace = v;
-        }
-        if let Some(v) = self.max_batch {
-            config.max_batch = v;
-        }
-        if let Some(v) = self.results_max_age {
-            config.results_max_age = v;
-        }
-        if let Some(v) = self.duplicate_window {
-            config.duplicate_window = v;
-        }
-        if let Some(v) = self.results_ack_wait {
-            config.results_ack_wait = v;
-        }
-        config.validate()?;
-        Ok(config)
+        runtime::load(&self)
+    }
+}
+
+impl Overrides for CoordinatorArgs {
+    type Settings = CoordinatorConfig;
+
+    fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+
+    fn apply(&self, config: &mut CoordinatorConfig) -> Result<(), ConfigError> {
+        set(&mut config.data, &self.data);
+        set(
+            &mut config.nats_url,
+            &self.nats_url.as_ref().map(NatsServers::to_string),
+        );
+        set(&mut config.prefix, &self.prefix);
+        set(&mut config.worker_timeout, &self.worker_timeout);
+        set(&mut config.max_input_bytes, &self.max_input_bytes);
+        set(&mut config.max_message_bytes, &self.max_message_bytes);
+        set(&mut config.attempt_grace, &self.attempt_grace);
+        set(&mut config.max_batch, &self.max_batch);
+        set(&mut config.results_max_age, &self.results_max_age);
+        set(&mut config.duplicate_window, &self.duplicate_window);
+        set(&mut config.results_ack_wait, &self.results_ack_wait);
+        Ok(())
     }
 }
 
@@ -256,5 +235,32 @@ mod layering_tests {
         let config = args.resolve().expect("resolve");
         assert_eq!(config.prefix.as_str(), "from-flag");
         assert_eq!(config.nats_url, "nats://file:4222");
+    }
+
+    #[test]
+    fn nats_url_takes_a_server_list_and_refuses_bad_ones() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: CoordinatorArgs,
+        }
+        let cli = Cli::try_parse_from(["c", "--nats", "nats://a:4222, nats://b:4222"])
+            .expect("a list parses");
+        let config = cli.args.resolve().expect("resolve");
+        assert_eq!(config.nats_url, "nats://a:4222,nats://b:4222");
+        assert_eq!(config.nats_servers().expect("servers").addrs().len(), 2);
+        assert!(Cli::try_parse_from(["c", "--nats", "http://a"]).is_err());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "nats_url = \" , \"\n").expect("write");
+        let err = CoordinatorArgs {
+            config: Some(path),
+            ..CoordinatorArgs::default()
+        }
+        .resolve()
+        .expect_err("empty list");
+        assert!(matches!(err, ConfigError::Servers(_)), "{err:?}");
     }
 }

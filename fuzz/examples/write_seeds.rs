@@ -56,6 +56,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         in_flight: 1,
         state: WorkerState::Draining,
         interval_ms: 5_000,
+        instance: workforce_shared::Instance(0x5eed),
+        started_ms: 1_700_000_000_000,
     };
     write(&dir, "seed-heartbeat", &heartbeat)?;
     let dead = DeadLetter {

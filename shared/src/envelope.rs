@@ -72,6 +72,20 @@ pub enum WorkerState {
     Stopped,
 }
 
+/// One worker process, minted when it starts: two processes given the same worker id tell
+/// themselves apart by it. `Instance(0)` is a sender older than the field.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Instance(pub u64);
+
+impl std::fmt::Display for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A worker's announcement, sent on start and every heartbeat interval to
 /// `<prefix>.workers.<worker>` (core NATS, not stored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +99,20 @@ pub struct Heartbeat {
     pub state: WorkerState,
     /// How often the worker promises to send a heartbeat.
     pub interval_ms: u64,
+    /// The process sending it; absent (0) from older senders.
+    #[serde(default)]
+    pub instance: Instance,
+    /// When that process started, in ms since the Unix epoch; absent (0) from older senders.
+    #[serde(default)]
+    pub started_ms: u64,
+}
+
+impl Heartbeat {
+    /// Of two processes announcing the same worker id, whether this one is the one to stop:
+    /// the one that started later, ties broken by the larger instance. Both sides agree.
+    pub fn yields_to(&self, other: &Heartbeat) -> bool {
+        (self.started_ms, self.instance) > (other.started_ms, other.instance)
+    }
 }
 
 impl Envelope for Heartbeat {
@@ -264,6 +292,44 @@ mod tests {
             Err(CodecError::Malformed { .. }) => {}
             other => panic!("expected a depth error, got {other:?}"),
         }
+    }
+
+    fn heartbeat(instance: u64, started_ms: u64) -> Heartbeat {
+        Heartbeat {
+            v: PROTOCOL_VERSION,
+            worker: WorkerId::new("w1").expect("worker"),
+            capabilities: vec![Capability::new("c").expect("cap")],
+            concurrency: 2,
+            in_flight: 0,
+            state: WorkerState::Ready,
+            interval_ms: 2_000,
+            instance: Instance(instance),
+            started_ms,
+        }
+    }
+
+    #[test]
+    fn heartbeats_without_an_instance_still_decode() {
+        let mut generic: Value =
+            rmp_serde::from_slice(&encode(&heartbeat(7, 9)).expect("encode")).expect("generic");
+        let map = generic.as_object_mut().expect("a map");
+        map.remove("instance");
+        map.remove("started_ms");
+        let bytes = rmp_serde::to_vec_named(&generic).expect("encode");
+        let old = decode::<Heartbeat>(&bytes, 1 << 20).expect("an older heartbeat decodes");
+        assert_eq!((old.instance, old.started_ms), (Instance(0), 0));
+    }
+
+    #[test]
+    fn the_later_process_yields_and_both_sides_agree() {
+        let (early, late) = (heartbeat(9, 100), heartbeat(1, 200));
+        assert!(late.yields_to(&early) && !early.yields_to(&late));
+        let (a, b) = (heartbeat(1, 100), heartbeat(2, 100));
+        assert!(
+            b.yields_to(&a) && !a.yields_to(&b),
+            "same start: the larger instance yields"
+        );
+        assert!(!a.yields_to(&a.clone()));
     }
 
     proptest::proptest! {

@@ -2,7 +2,7 @@
 //! the MessagePack codec.
 //!
 //! Everything here is pure (no I/O) except [`jetstream`], the thin adapter that declares the
-//! streams and consumers named by [`subjects`].
+//! streams and consumers named by [`subjects`], and [`runtime`], the binaries' edges.
 //!
 //! # Layout
 //! - [`ids`]: validated names and numeric newtypes (`RunId`, `TaskId`, `WorkerId`, `Capability`,
@@ -14,6 +14,10 @@
 //! - [`subjects`]: the one place that builds subject, stream, consumer and message-id strings.
 //! - [`jetstream`]: declares the streams and consumers (the only module that talks to NATS).
 //! - [`backoff`]: the retry delay for an attempt, with reproducible jitter.
+//! - [`runtime`]: what both binaries do at their edges: config layering (defaults, TOML file,
+//!   `WORKFORCE_*`, flags), the NATS server list (`--nats a,b`), logging (`WORKFORCE_LOG`), the
+//!   SIGTERM/SIGINT future and connecting to NATS. The only module besides [`jetstream`] with
+//!   I/O; its `servers` and `config` parts are pure.
 
 pub mod backoff;
 pub mod codec;
@@ -22,14 +26,16 @@ pub mod envelope;
 pub mod ids;
 pub mod jetstream;
 pub mod plan;
+pub mod runtime;
 pub mod subjects;
 
 pub use backoff::retry_delay_ms;
 pub use codec::{CodecError, Envelope, decode, encode};
 pub use envelope::{
-    Assignment, AttemptError, DeadLetter, Heartbeat, Outcome, PROTOCOL_VERSION, StopAttempt,
-    TaskResult, WorkerState,
+    Assignment, AttemptError, DeadLetter, Heartbeat, Instance, Outcome, PROTOCOL_VERSION,
+    StopAttempt, TaskResult, WorkerState,
 };
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
 pub use plan::{Plan, PlanError, PlanFormat, PlanLimits, PlanProblem, RetryPolicy, TaskSpec};
+pub use runtime::NatsServers;
 pub use subjects::{Prefix, Subjects};

@@ -7,6 +7,7 @@
 //! | results (stream `<P>_RESULTS`) | `<prefix>.results.<run>.<task>` |
 //! | dead letters (stream `<P>_DLQ`) | `<prefix>.dlq.<run>.<task>` |
 //! | worker heartbeats (core NATS) | `<prefix>.workers.<worker>` |
+//! | is this worker id taken? (core NATS request/reply) | `<prefix>.workers.<worker>.probe` |
 //! | operator API (core NATS request/reply) | `<prefix>.api.<verb>` |
 //! | stop a timed-out attempt (core NATS) | `<prefix>.control.stop` |
 
@@ -180,6 +181,13 @@ impl Subjects {
 
     pub fn heartbeat(&self, worker: &WorkerId) -> String {
         format!("{}.workers.{worker}", self.prefix)
+    }
+
+    /// A starting worker asks here whether a live process already has its id; that process
+    /// answers with its heartbeat. One token deeper than heartbeats, so `all_heartbeats`
+    /// does not match it.
+    pub fn worker_probe(&self, worker: &WorkerId) -> String {
+        format!("{}.workers.{worker}.probe", self.prefix)
     }
 
     /// Where the coordinator tells workers to stop a timed-out attempt (core NATS).

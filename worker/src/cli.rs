@@ -2,9 +2,10 @@
 //! in code, then the TOML file, then `WORKFORCE_*` environment variables, then flags (clap
 //! resolves a flag over its variable; both override the file).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use workforce_shared::runtime::{self, NatsServers, Overrides, set};
 use workforce_shared::{Capability, Prefix, WorkerId};
 
 use crate::config::{CommandSpec, ConfigError, WorkerConfig};
@@ -47,15 +48,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKFORCE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// NATS server URL (several separated by commas). [default: nats://127.0.0.1:4222]
-    #[arg(long = "nats", env = "WORKFORCE_NATS_URL", value_name = "URL")]
-    pub nats_url: Option<String>,
+    /// NATS server URL; several separated by commas fail over. [default: nats://127.0.0.1:4222]
+    #[arg(long = "nats", env = "WORKFORCE_NATS_URL", value_name = "URL[,URL...]")]
+    pub nats_url: Option<NatsServers>,
 
     /// First tokens of every subject, shared with the coordinator. [default: workforce]
     #[arg(long, env = "WORKFORCE_PREFIX")]
     pub prefix: Option<Prefix>,
 
-    /// This worker's id, unique among live workers. [default: HOSTNAME-PID]
+    /// This worker's id, unique among live workers: a process started with an id in use
+    /// refuses to start. [default: HOSTNAME-PID]
     #[arg(long, env = "WORKFORCE_WORKER_ID")]
     pub id: Option<WorkerId>,
 
@@ -114,40 +116,30 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// The layered configuration, validated, with every command working directory checked.
     pub fn load(&self) -> Result<WorkerConfig, ConfigError> {
-        let mut config = match &self.config {
-            Some(path) => read_file(path)?,
-            None => WorkerConfig::default(),
-        };
-        if let Some(url) = &self.nats_url {
-            config.nats_url = url.clone();
-        }
-        if let Some(prefix) = &self.prefix {
-            config.prefix = prefix.clone();
-        }
-        if let Some(id) = &self.id {
-            config.id = id.clone();
-        }
-        if let Some(n) = self.concurrency {
-            config.concurrency = n;
-        }
-        if let Some(interval) = self.heartbeat_interval {
-            config.heartbeat_interval = interval;
-        }
-        if let Some(wait) = self.ack_wait {
-            config.ack_wait = wait;
-        }
-        if let Some(grace) = self.grace_period {
-            config.grace_period = grace;
-        }
-        if let Some(bytes) = self.max_message_bytes {
-            config.max_message_bytes = bytes;
-        }
-        if let Some(bytes) = self.max_output_bytes {
-            config.max_output_bytes = bytes;
-        }
-        if let Some(n) = self.max_deliveries {
-            config.max_deliveries = n;
-        }
+        let config = runtime::load(self)?;
+        check_workdirs(&config)?;
+        Ok(config)
+    }
+}
+
+impl Overrides for WorkerArgs {
+    type Settings = WorkerConfig;
+
+    fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+
+    fn apply(&self, config: &mut WorkerConfig) -> Result<(), ConfigError> {
+        set(&mut config.nats_url, &self.nats_url);
+        set(&mut config.prefix, &self.prefix);
+        set(&mut config.id, &self.id);
+        set(&mut config.concurrency, &self.concurrency);
+        set(&mut config.heartbeat_interval, &self.heartbeat_interval);
+        set(&mut config.ack_wait, &self.ack_wait);
+        set(&mut config.grace_period, &self.grace_period);
+        set(&mut config.max_message_bytes, &self.max_message_bytes);
+        set(&mut config.max_output_bytes, &self.max_output_bytes);
+        set(&mut config.max_deliveries, &self.max_deliveries);
         if let Some(dir) = &self.workdir {
             config.workdir = Some(dir.clone());
         }
@@ -155,40 +147,29 @@ impl WorkerArgs {
             let (capability, spec) = parse_serve(serve)?;
             config.capabilities.insert(capability, spec);
         }
-        config.validate()?;
-        check_workdirs(&config)?;
-        Ok(config)
+        Ok(())
     }
-}
-
-fn read_file(path: &std::path::Path) -> Result<WorkerConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
 }
 
 /// `CAPABILITY=COMMAND`; the command may itself contain '='.
 fn parse_serve(value: &str) -> Result<(Capability, CommandSpec), ConfigError> {
+    let syntax = || {
+        ConfigError::invalid(
+            "--serve",
+            format!("{value:?}: expected CAPABILITY=COMMAND, e.g. --serve 'review=./review.sh'"),
+        )
+    };
     let Some((name, command)) = value.split_once('=') else {
-        return Err(ConfigError::ServeSyntax {
-            value: value.to_owned(),
-        });
+        return Err(syntax());
     };
     if command.trim().is_empty() {
-        return Err(ConfigError::ServeSyntax {
-            value: value.to_owned(),
-        });
+        return Err(syntax());
     }
-    let capability =
-        Capability::new(name.trim()).map_err(|source| ConfigError::ServeCapability {
-            value: value.to_owned(),
-            source,
-        })?;
+    let capability = Capability::new(name.trim()).map_err(|source| ConfigError::Name {
+        field: "--serve".to_owned(),
+        value: value.to_owned(),
+        source,
+    })?;
     Ok((
         capability,
         CommandSpec {
@@ -211,10 +192,10 @@ fn check_workdirs(config: &WorkerConfig) -> Result<(), ConfigError> {
         }));
     for (field, dir) in dirs {
         if !dir.is_dir() {
-            return Err(ConfigError::Invalid {
+            return Err(ConfigError::invalid(
                 field,
-                reason: format!("{} is not an existing directory", dir.display()),
-            });
+                format!("{} is not an existing directory", dir.display()),
+            ));
         }
     }
     Ok(())
@@ -228,6 +209,11 @@ mod tests {
     fn args(argv: &[&str]) -> WorkerArgs {
         WorkerArgs::try_parse_from(std::iter::once("workforce-worker").chain(argv.iter().copied()))
             .expect("arguments parse")
+    }
+
+    /// The error and its causes, as the binary prints them.
+    fn chain(err: ConfigError) -> String {
+        format!("{:#}", anyhow::Error::from(err))
     }
 
     fn cap(name: &str) -> Capability {
@@ -272,7 +258,11 @@ mod tests {
         .load()
         .expect("config loads");
 
-        assert_eq!(config.nats_url, "nats://file:4222", "file beats default");
+        assert_eq!(
+            config.nats_url.as_str(),
+            "nats://file:4222",
+            "file beats default"
+        );
         assert_eq!(config.concurrency, 8, "flag beats file");
         assert_eq!(
             config.ack_wait,
@@ -303,9 +293,18 @@ mod tests {
     }
 
     #[test]
+    fn nats_takes_a_server_list() {
+        let config = args(&["--serve", "a=true", "--nats", "nats://a:1, nats://b:2"])
+            .load()
+            .expect("config loads");
+        assert_eq!(config.nats_url.addrs().len(), 2);
+        assert_eq!(config.nats_url.as_str(), "nats://a:1,nats://b:2");
+    }
+
+    #[test]
     fn without_a_file_defaults_apply() {
         let config = args(&["--serve", "echo=cat"]).load().expect("config loads");
-        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats_url.as_str(), "nats://127.0.0.1:4222");
         assert_eq!(config.prefix.as_str(), "workforce");
         assert_eq!(config.concurrency, 4);
         assert_eq!(config.max_output_bytes, 512 * 1024);
@@ -314,7 +313,7 @@ mod tests {
     #[test]
     fn bad_serve_values_name_the_problem() {
         let err = args(&["--serve", "a.b=cat"]).load().expect_err("bad name");
-        let text = err.to_string();
+        let text = chain(err);
         assert!(
             text.contains("a.b") && text.contains("capability"),
             "{text}"
@@ -333,6 +332,8 @@ mod tests {
             &["--prefix", "a..b"][..],
             &["--ack-wait", "soon"][..],
             &["--id", "has space"][..],
+            &["--nats", "http://a"][..],
+            &["--nats", ","][..],
         ] {
             let parsed = WorkerArgs::try_parse_from(
                 std::iter::once("workforce-worker").chain(argv.iter().copied()),
@@ -351,7 +352,7 @@ mod tests {
         let file = write_config("ack_wait = \"forever\"");
         let path = file.path().to_str().expect("utf-8 path");
         let err = args(&["--config", path]).load().expect_err("bad duration");
-        let text = err.to_string();
+        let text = chain(err);
         assert!(text.contains("forever") && text.contains(path), "{text}");
 
         let err = args(&["--config", "/no/such/file.toml"])

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use workforce_shared::duration;
-use workforce_shared::{Capability, NameError, Prefix, WorkerId};
+use workforce_shared::runtime::{NatsServers, Settings};
+use workforce_shared::{Capability, Prefix, WorkerId};
+
+pub use workforce_shared::runtime::ConfigError;
 
 use crate::command::{CommandHandler, DEFAULT_MAX_OUTPUT_BYTES};
 use crate::handler::Handler;
@@ -36,7 +39,7 @@ use crate::handler::Handler;
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// NATS server URL; several may be given separated by commas.
-    pub nats_url: String,
+    pub nats_url: NatsServers,
     pub prefix: Prefix,
     pub id: WorkerId,
     /// How many tasks run at once, over all capabilities.
@@ -77,7 +80,7 @@ pub struct CommandSpec {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_url: NatsServers::default(),
             prefix: Prefix::default(),
             id: default_worker_id(),
             concurrency: 4,
@@ -93,49 +96,42 @@ impl Default for WorkerConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {source}")]
-    ParseFile {
-        path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    #[error(
-        "invalid --serve {value:?}: expected CAPABILITY=COMMAND, e.g. --serve 'review=./review.sh'"
-    )]
-    ServeSyntax { value: String },
-    #[error("invalid --serve {value:?}: {source}")]
-    ServeCapability {
-        value: String,
-        #[source]
-        source: NameError,
-    },
-    #[error("invalid {field}: {reason}")]
-    Invalid { field: String, reason: String },
-    #[error("cannot render the configuration as TOML: {0}")]
-    Render(#[from] toml::ser::Error),
-}
-
 impl WorkerConfig {
     /// Checks what the types cannot: non-zero sizes and intervals, non-empty commands.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field: &str, reason: &str| {
-            Err(ConfigError::Invalid {
-                field: field.to_owned(),
-                reason: reason.to_owned(),
+        Settings::validate(self)
+    }
+
+    /// A [`CommandHandler`] for each capability in [`capabilities`](Self::capabilities).
+    pub fn command_handlers(&self) -> BTreeMap<Capability, Arc<dyn Handler>> {
+        self.capabilities
+            .iter()
+            .map(|(capability, spec)| {
+                let handler: Arc<dyn Handler> = Arc::new(self.command_handler(spec));
+                (capability.clone(), handler)
             })
-        };
-        if self.nats_url.trim().is_empty() {
-            return invalid("nats_url", "must not be empty");
+            .collect()
+    }
+
+    /// The handler for one command capability: its own workdir, else the default one.
+    pub fn command_handler(&self, spec: &CommandSpec) -> CommandHandler {
+        let handler =
+            CommandHandler::new(spec.command.clone()).max_output_bytes(self.max_output_bytes);
+        match spec.workdir.as_ref().or(self.workdir.as_ref()) {
+            Some(dir) => handler.workdir(dir.clone()),
+            None => handler,
         }
+    }
+
+    /// The configuration as a TOML file would state it.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        Ok(toml::to_string(self)?)
+    }
+}
+
+impl Settings for WorkerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: &str| Err(ConfigError::invalid(field, reason));
         if self.concurrency == 0 {
             return invalid("concurrency", "must be at least 1");
         }
@@ -165,32 +161,6 @@ impl WorkerConfig {
             }
         }
         Ok(())
-    }
-
-    /// A [`CommandHandler`] for each capability in [`capabilities`](Self::capabilities).
-    pub fn command_handlers(&self) -> BTreeMap<Capability, Arc<dyn Handler>> {
-        self.capabilities
-            .iter()
-            .map(|(capability, spec)| {
-                let handler: Arc<dyn Handler> = Arc::new(self.command_handler(spec));
-                (capability.clone(), handler)
-            })
-            .collect()
-    }
-
-    /// The handler for one command capability: its own workdir, else the default one.
-    pub fn command_handler(&self, spec: &CommandSpec) -> CommandHandler {
-        let handler =
-            CommandHandler::new(spec.command.clone()).max_output_bytes(self.max_output_bytes);
-        match spec.workdir.as_ref().or(self.workdir.as_ref()) {
-            Some(dir) => handler.workdir(dir.clone()),
-            None => handler,
-        }
-    }
-
-    /// The configuration as a TOML file would state it.
-    pub fn to_toml(&self) -> Result<String, ConfigError> {
-        Ok(toml::to_string(self)?)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use workforce_shared::{
-    Capability, Heartbeat, PROTOCOL_VERSION, Subjects, WorkerId, WorkerState, encode,
+    Capability, Heartbeat, Instance, PROTOCOL_VERSION, Subjects, WorkerId, WorkerState, encode,
 };
 
 /// A publish waits for room in the client's queue; while NATS is away that queue can fill,
@@ -17,34 +17,62 @@ pub(crate) struct Heart {
     subject: String,
     template: Heartbeat,
     failing: bool,
+    /// Another process has this worker's id and this one is stopping for it: announcing
+    /// `Draining` or `Stopped` would tell the coordinator that the other one left.
+    silenced: bool,
+}
+
+/// Who this process is, as its heartbeats say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) instance: Instance,
+    pub(crate) started_ms: u64,
+}
+
+impl Identity {
+    /// A fresh instance: std's per-process random hash keys mixed with the time and the pid,
+    /// so two workers in one process (tests) differ too.
+    pub(crate) fn mint() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(now.as_nanos());
+        hasher.write_u32(std::process::id());
+        Self {
+            // Never 0, which stands for a sender older than the field.
+            instance: Instance(hasher.finish().max(1)),
+            started_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 impl Heart {
+    /// Sends `template` with the state and load of the moment.
     pub(crate) fn new(
         client: async_nats::Client,
         subjects: &Subjects,
-        worker: WorkerId,
-        capabilities: Vec<Capability>,
-        concurrency: u32,
-        interval: Duration,
+        template: Heartbeat,
     ) -> Self {
         Self {
             client,
-            subject: subjects.heartbeat(&worker),
-            template: Heartbeat {
-                v: PROTOCOL_VERSION,
-                worker,
-                capabilities,
-                concurrency,
-                in_flight: 0,
-                state: WorkerState::Ready,
-                interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            },
+            subject: subjects.heartbeat(&template.worker),
+            template,
             failing: false,
+            silenced: false,
         }
     }
 
+    /// No more heartbeats from this process.
+    pub(crate) fn silence(&mut self) {
+        self.silenced = true;
+    }
+
     pub(crate) async fn beat(&mut self, state: WorkerState, in_flight: usize) {
+        if self.silenced {
+            return;
+        }
         let heartbeat = Heartbeat {
             state,
             in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
@@ -74,5 +102,27 @@ impl Heart {
             }
             (Err(error), true) => tracing::debug!(%error, ?state, "cannot send heartbeat"),
         }
+    }
+}
+
+/// This process's heartbeat as a `Ready` worker with nothing in flight: what it answers to a
+/// probe, and the template of every heartbeat.
+pub(crate) fn announcement(
+    worker: WorkerId,
+    capabilities: Vec<Capability>,
+    concurrency: u32,
+    interval: Duration,
+    identity: Identity,
+) -> Heartbeat {
+    Heartbeat {
+        v: PROTOCOL_VERSION,
+        worker,
+        capabilities,
+        concurrency,
+        in_flight: 0,
+        state: WorkerState::Ready,
+        interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        instance: identity.instance,
+        started_ms: identity.started_ms,
     }
 }

@@ -39,13 +39,17 @@
 //! - `attempt`: one attempt's lifecycle: run, keep the message alive, store the result, ack.
 //! - `outcome`: pure steps: a handler's work into an outcome (timeout, panic), a result into
 //!   bytes that fit a message.
-//! - `heartbeat`: the worker's announcements on core NATS.
+//! - `heartbeat`: the worker's announcements on core NATS, and the process's
+//!   identity (instance, start time) they carry.
+//! - `clash`: finds another process started with the same worker id (probe at start, its
+//!   heartbeats later); the one that started later stops.
 //! - `backoff`: retry delays for I/O steps.
 //! - `error`: [`WorkerError`].
 
 mod attempt;
 mod backoff;
 mod capture;
+mod clash;
 mod cli;
 mod command;
 mod config;

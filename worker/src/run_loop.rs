@@ -2,7 +2,7 @@
 //! the heartbeat. Three phases: serve (until shutdown), drain (no intake; attempts get the
 //! grace period, then are abandoned and hand their assignments back), finish (last heartbeat).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +14,12 @@ use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::Instrument;
-use workforce_shared::{Capability, StopAttempt, Subjects, WorkerState, decode};
+use workforce_shared::{
+    Capability, Heartbeat, Instance, StopAttempt, Subjects, WorkerState, decode,
+};
 
 use crate::attempt::{self, AttemptEnv};
+use crate::clash;
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::handler::Handler;
@@ -37,8 +40,14 @@ pub(crate) struct RunLoop {
     attempts: JoinSet<()>,
     pullers: JoinSet<()>,
     puller_names: BTreeMap<tokio::task::Id, Capability>,
-    /// Listens for the coordinator's stop requests.
+    /// Listens for the coordinator's stop requests, and for twins (other processes with this
+    /// worker's id).
     control: JoinSet<()>,
+    /// This process's announcement, to compare twins with.
+    me: Heartbeat,
+    twins: mpsc::Receiver<Heartbeat>,
+    /// Twins already warned about (they started later and will stop).
+    warned: BTreeSet<Instance>,
     deliveries: mpsc::Receiver<Delivery>,
     stop: watch::Sender<bool>,
     abandon: watch::Sender<bool>,
@@ -46,7 +55,9 @@ pub(crate) struct RunLoop {
 }
 
 impl RunLoop {
-    /// Spawns one pull loop per consumer; they start pulling at once.
+    /// Spawns one pull loop per consumer; they start pulling at once. `sentry` is the loop
+    /// that reports twins on `twins`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         config: &WorkerConfig,
         client: async_nats::Client,
@@ -54,6 +65,9 @@ impl RunLoop {
         subjects: Subjects,
         handlers: BTreeMap<Capability, Arc<dyn Handler>>,
         consumers: Vec<(Capability, PullConsumer)>,
+        me: Heartbeat,
+        sentry: impl Future<Output = ()> + Send + 'static,
+        twins: mpsc::Receiver<Heartbeat>,
     ) -> Self {
         let concurrency = usize::try_from(config.concurrency).unwrap_or(usize::MAX);
         // A consumer declared earlier keeps its own ack_wait; progress must beat the shortest.
@@ -83,14 +97,7 @@ impl RunLoop {
             puller_names.insert(handle.id(), capability);
         }
 
-        let heart = Heart::new(
-            client.clone(),
-            &subjects,
-            config.id.clone(),
-            handlers.keys().cloned().collect(),
-            config.concurrency,
-            config.heartbeat_interval,
-        );
+        let heart = Heart::new(client.clone(), &subjects, me.clone());
         let mut ticks = tokio::time::interval_at(
             Instant::now() + config.heartbeat_interval,
             config.heartbeat_interval,
@@ -98,6 +105,7 @@ impl RunLoop {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let (stops, _) = broadcast::channel(256);
         let mut control = JoinSet::new();
+        control.spawn(sentry.instrument(tracing::info_span!("twins")));
         control.spawn(
             listen_for_stops(
                 client.clone(),
@@ -127,6 +135,9 @@ impl RunLoop {
             pullers,
             puller_names,
             control,
+            me,
+            twins,
+            warned: BTreeSet::new(),
             deliveries,
             stop,
             abandon: watch::channel(false).0,
@@ -158,13 +169,34 @@ impl RunLoop {
                     return Some(puller_failure(joined, &self.puller_names));
                 }
                 _ = self.ticks.tick() => self.beat(WorkerState::Ready).await,
+                Some(twin) = self.twins.recv() => {
+                    if let Some(error) = self.twin(&twin) {
+                        return Some(error);
+                    }
+                }
                 Some(joined) = self.control.join_next(), if !self.control.is_empty() => {
                     // Attempts still end by their own timeouts; only the coordinator's early
-                    // stop is lost.
-                    tracing::error!(?joined, "the stop-request listener ended");
+                    // stops, or the watch for twins, are lost.
+                    tracing::error!(?joined, "a control listener ended");
                 }
             }
         }
+    }
+
+    /// Another process with this worker's id: `Some` if this one is to stop. It then sends no
+    /// more heartbeats, which would speak for the other one.
+    fn twin(&mut self, twin: &Heartbeat) -> Option<WorkerError> {
+        if self.me.yields_to(twin) {
+            self.heart.silence();
+            return Some(clash::yield_to(&self.me, twin, false));
+        }
+        if self.warned.insert(twin.instance) {
+            tracing::warn!(
+                other_instance = %twin.instance,
+                "another process claims this worker id; it started later and will stop"
+            );
+        }
+        None
     }
 
     fn spawn_attempt(&mut self, delivery: Delivery) {

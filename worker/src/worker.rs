@@ -5,21 +5,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::ServerAddr;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use tracing::Instrument;
 use workforce_shared::jetstream::{StreamSettings, ensure_streams, task_consumer};
+use workforce_shared::runtime;
 use workforce_shared::{Capability, Subjects, WorkerId, WorkerState};
 
+use crate::clash::{self, Sentry};
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::handler::Handler;
+use crate::heartbeat::{self, Identity};
 use crate::run_loop::RunLoop;
-
-/// How often to say so while waiting for the first connection to NATS.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A worker connected to NATS with its consumers declared, ready to [`run`](Self::run).
 pub struct Worker {
@@ -29,6 +27,7 @@ pub struct Worker {
     subjects: Subjects,
     handlers: BTreeMap<Capability, Arc<dyn Handler>>,
     consumers: Vec<(Capability, PullConsumer)>,
+    identity: Identity,
 }
 
 impl fmt::Debug for Worker {
@@ -52,20 +51,11 @@ impl Worker {
         if handlers.is_empty() {
             return Err(WorkerError::NoCapabilities);
         }
-        let servers = parse_servers(&config.nats_url)?;
         let span =
             tracing::info_span!("connect", worker_id = %config.id, nats_url = %config.nats_url);
         async move {
-            let client = async_nats::ConnectOptions::new()
-                .name(format!("workforce-worker {}", config.id))
-                .retry_on_initial_connect()
-                .connect(servers)
-                .await
-                .map_err(|source| WorkerError::Connect {
-                    url: config.nats_url.clone(),
-                    source,
-                })?;
-            wait_until_connected(&client, &config.nats_url).await?;
+            let name = format!("workforce-worker {}", config.id);
+            let client = runtime::connect(&config.nats_url, &name).await?;
             let jetstream = jetstream::new(client.clone());
             let subjects = Subjects::new(config.prefix.clone());
             ensure_streams(&jetstream, &subjects, &StreamSettings::default()).await?;
@@ -95,6 +85,7 @@ impl Worker {
                 subjects,
                 handlers,
                 consumers,
+                identity: Identity::mint(),
             })
         }
         .instrument(span)
@@ -111,6 +102,9 @@ impl Worker {
 
     /// Serves until `shutdown` resolves, then drains: takes nothing new, gives running
     /// attempts `grace_period` to finish, hands the rest back, announces `Stopped`.
+    ///
+    /// Refuses to start ([`WorkerError::DuplicateId`]) if a live process already serves as
+    /// this worker id, and stops the same way if one that started earlier shows up later.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
         let span = tracing::info_span!("worker", worker_id = %self.config.id);
         self.serve(shutdown).instrument(span).await
@@ -124,8 +118,28 @@ impl Worker {
             subjects,
             handlers,
             consumers,
+            identity,
         } = self;
-        let mut run = RunLoop::start(&config, client, jetstream, subjects, handlers, consumers);
+        let me = heartbeat::announcement(
+            config.id.clone(),
+            handlers.keys().cloned().collect(),
+            config.concurrency,
+            config.heartbeat_interval,
+            identity,
+        );
+        // Before taking work: is this id taken?
+        let sentry =
+            Sentry::start(&client, &subjects, me.clone(), config.max_message_bytes).await?;
+        if let Some(twin) = sentry.probe(&client, &subjects).await {
+            if me.yields_to(&twin) {
+                return Err(clash::yield_to(&me, &twin, true));
+            }
+            tracing::warn!(other_instance = %twin.instance, "another process claims this worker id; it started later and will stop");
+        }
+        let (sentry, twins) = sentry.listen(client.clone(), &subjects).await?;
+        let mut run = RunLoop::start(
+            &config, client, jetstream, subjects, handlers, consumers, me, sentry, twins,
+        );
         run.beat(WorkerState::Ready).await;
         tracing::info!(concurrency = config.concurrency, "serving");
         let mut failure = run.serve(shutdown).await;
@@ -135,38 +149,6 @@ impl Worker {
         match failure {
             Some(error) => Err(error),
             None => Ok(()),
-        }
-    }
-}
-
-/// `url` may list several servers separated by commas.
-fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, WorkerError> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            part.parse::<ServerAddr>()
-                .map_err(|source| WorkerError::NatsUrl {
-                    url: part.to_owned(),
-                    source,
-                })
-        })
-        .collect()
-}
-
-/// With `retry_on_initial_connect` the client comes back before it is connected; a flush
-/// completes once it is.
-async fn wait_until_connected(client: &async_nats::Client, url: &str) -> Result<(), WorkerError> {
-    loop {
-        match tokio::time::timeout(CONNECT_PATIENCE, client.flush()).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => {
-                return Err(WorkerError::ConnectionClosed {
-                    url: url.to_owned(),
-                    reason: error.to_string(),
-                });
-            }
-            Err(_) => tracing::warn!("NATS is not reachable yet; still trying to connect"),
         }
     }
 }

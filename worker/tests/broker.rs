@@ -1,5 +1,6 @@
 //! The worker against a real NATS server: results stored and acked, undecodable assignments
-//! terminated, panics reported, heartbeats, and a drain handing unfinished work back.
+//! terminated, panics reported, heartbeats, a drain handing unfinished work back, and two
+//! processes started with one worker id.
 //!
 //! Each test has its own NATS server in a container (`workforce_testkit::Nats`, from the image
 //! `just nats-image` builds). The workspace's `tests/` crate runs the full system the same way.
@@ -13,11 +14,11 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
-    Assignment, Attempt, Capability, Heartbeat, Outcome, PROTOCOL_VERSION, Prefix, RunId, Subjects,
-    TaskId, TaskResult, WorkerId, WorkerState, decode, encode,
+    Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix, RunId,
+    Subjects, TaskId, TaskResult, WorkerId, WorkerState, decode, encode,
 };
 use workforce_testkit::Nats;
-use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, handler_fn};
+use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, WorkerError, handler_fn};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -27,7 +28,7 @@ fn cap(name: &str) -> Capability {
 
 fn config(server: &Nats, prefix: &str, id: &str) -> WorkerConfig {
     WorkerConfig {
-        nats_url: server.url.clone(),
+        nats_url: server.url.parse().expect("server url"),
         prefix: Prefix::new(prefix).expect("prefix"),
         id: WorkerId::new(id).expect("worker id"),
         heartbeat_interval: Duration::from_millis(200),
@@ -301,4 +302,138 @@ async fn progress_acks_keep_a_long_task_from_being_redelivered() {
         .expect("worker stops")
         .expect("no panic")
         .expect("clean stop");
+}
+
+fn echo_handlers() -> BTreeMap<Capability, Arc<dyn Handler>> {
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(cap("echo"), Arc::new(CommandHandler::new("cat")));
+    handlers
+}
+
+async fn next_heartbeat(heartbeats: &mut async_nats::Subscriber) -> Heartbeat {
+    let message = timeout(WAIT, heartbeats.next())
+        .await
+        .expect("a heartbeat in time")
+        .expect("subscription open");
+    decode(&message.payload, 1 << 20).expect("heartbeat decodes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_the_same_id_refuses_to_start() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("twins").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let mut heartbeats = client
+        .subscribe(subjects.all_heartbeats())
+        .await
+        .expect("sub");
+
+    let first = Worker::connect(config(&server, "twins", "w1"), echo_handlers())
+        .await
+        .expect("first connects");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(first.run(async {
+        let _ = stopped.await;
+    }));
+    let original = next_heartbeat(&mut heartbeats).await;
+    assert_ne!(original.instance, Instance(0));
+    assert!(original.started_ms > 0);
+
+    let second = Worker::connect(config(&server, "twins", "w1"), echo_handlers())
+        .await
+        .expect("second connects");
+    let refused = timeout(WAIT, second.run(std::future::pending()))
+        .await
+        .expect("the second stops at once");
+    match refused {
+        Err(WorkerError::DuplicateId {
+            worker,
+            other,
+            at_start: true,
+            ..
+        }) => {
+            assert_eq!((worker.as_str(), other), ("w1", original.instance));
+        }
+        other => panic!("expected a duplicate id at start, got {other:?}"),
+    }
+    let message = WorkerError::DuplicateId {
+        worker: WorkerId::new("w1").expect("id"),
+        other: original.instance,
+        other_started_ms: original.started_ms,
+        at_start: true,
+    }
+    .to_string();
+    assert!(message.contains("its own --id"), "{message}");
+
+    // The refused process said nothing: every heartbeat since is the first one's, and it
+    // still stops cleanly, announcing Stopped itself.
+    stop.send(()).expect("first running");
+    timeout(WAIT, running)
+        .await
+        .expect("first stops")
+        .expect("no panic")
+        .expect("clean stop");
+    loop {
+        let hb = next_heartbeat(&mut heartbeats).await;
+        assert_eq!(
+            hb.instance, original.instance,
+            "a heartbeat from the refused process"
+        );
+        if hb.state == WorkerState::Stopped {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_worker_that_meets_an_earlier_twin_drains_and_stops_silently() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("late").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let mut heartbeats = client
+        .subscribe(subjects.all_heartbeats())
+        .await
+        .expect("sub");
+
+    let worker = Worker::connect(config(&server, "late", "w1"), echo_handlers())
+        .await
+        .expect("worker connects");
+    let running = tokio::spawn(worker.run(std::future::pending()));
+    let mine = next_heartbeat(&mut heartbeats).await;
+
+    // A process that started earlier (one that did not answer the probe, say) announces
+    // itself on the same subject.
+    let earlier = Heartbeat {
+        instance: Instance(42),
+        started_ms: mine.started_ms - 1,
+        ..mine.clone()
+    };
+    client
+        .publish(
+            subjects.heartbeat(&earlier.worker),
+            encode(&earlier).expect("encode").into(),
+        )
+        .await
+        .expect("publish");
+
+    let stopped = timeout(WAIT, running)
+        .await
+        .expect("the later process stops")
+        .expect("no panic");
+    match stopped {
+        Err(WorkerError::DuplicateId {
+            other,
+            at_start: false,
+            ..
+        }) => assert_eq!(other, Instance(42)),
+        other => panic!("expected a duplicate id while running, got {other:?}"),
+    }
+    // It sent no Draining or Stopped heartbeat, which would speak for the earlier one.
+    client.flush().await.expect("flush");
+    while let Ok(Some(message)) = timeout(Duration::from_millis(500), heartbeats.next()).await {
+        let hb: Heartbeat = decode(&message.payload, 1 << 20).expect("decodes");
+        if hb.instance == mine.instance {
+            assert_eq!(hb.state, WorkerState::Ready, "{hb:?}");
+        }
+    }
 }

@@ -15,12 +15,10 @@ pub enum CoordinatorError {
     Log(#[from] LogError),
     #[error("the event log cannot be recovered: {0}")]
     Recovery(#[from] RecoveryError),
-    #[error("cannot connect to NATS at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: async_nats::ConnectError,
-    },
+    #[error("the NATS server list: {0}")]
+    Servers(#[from] workforce_shared::runtime::ServersError),
+    #[error(transparent)]
+    Connect(#[from] workforce_shared::runtime::ConnectError),
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("an intake task failed: {0}")]
@@ -36,11 +34,12 @@ impl CoordinatorError {
     /// than needing the operator to change something.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CoordinatorError::Connect { .. }
-            | CoordinatorError::Transport(_)
+            CoordinatorError::Connect(e) => e.is_retryable(),
+            CoordinatorError::Transport(_)
             | CoordinatorError::Intake(_)
             | CoordinatorError::IntakeEnded => true,
             CoordinatorError::Config(_)
+            | CoordinatorError::Servers(_)
             | CoordinatorError::Log(_)
             | CoordinatorError::Recovery(_)
             | CoordinatorError::IntakeJoin(_) => false,

@@ -1,13 +1,20 @@
 //! Which workers are live: heartbeats in, [`Input::WorkerJoined`] and [`Input::WorkerLeft`]
 //! out, only when what the scheduler knows changes. A worker not heard from within three of
 //! its heartbeat intervals (and never less than the configured worker timeout) is gone.
+//!
+//! Each worker process has an instance; the one known for an id is the one whose heartbeats
+//! count. Another instance of the same id takes over when the known one has been silent for
+//! two of its intervals (a worker restarted after a crash), or when it started earlier (of two
+//! processes with one id, the later one stops: `Heartbeat::yields_to`). Otherwise it is a
+//! clash: logged loudly, its heartbeats ignored, and its `draining`/`stopped` never marks the
+//! known one gone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
-use workforce_shared::{Capability, Heartbeat, WorkerId, WorkerState};
+use workforce_shared::{Capability, Heartbeat, Instance, WorkerId, WorkerState};
 
 use crate::scheduler::{Input, WorkerLeftReason, WorkerView};
 
@@ -20,6 +27,19 @@ struct Known {
     concurrency: u32,
     /// When the worker counts as gone unless heard from.
     due: Instant,
+    /// The process whose heartbeats count, and when it started (0: unknown).
+    instance: Instance,
+    started_ms: u64,
+    last_seen: Instant,
+    interval: Duration,
+}
+
+impl Known {
+    /// Whether `hb` comes from another process than the known one (never said of senders
+    /// older than instances).
+    fn other_process(&self, hb: &Heartbeat) -> bool {
+        self.instance != Instance(0) && hb.instance != Instance(0) && self.instance != hb.instance
+    }
 }
 
 #[derive(Debug)]
@@ -38,6 +58,10 @@ impl Liveness {
                     capabilities: w.capabilities,
                     concurrency: w.concurrency,
                     due: now + worker_timeout,
+                    instance: Instance(0),
+                    started_ms: 0,
+                    last_seen: now,
+                    interval: Duration::ZERO,
                 };
                 (w.worker, known)
             })
@@ -50,6 +74,12 @@ impl Liveness {
 
     /// The input a heartbeat leads to, if it changes what the scheduler knows.
     pub(super) fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> Option<Input> {
+        if let Some(known) = self.workers.get(&hb.worker)
+            && known.other_process(&hb)
+            && !self.takes_over(known, &hb, now)
+        {
+            return None;
+        }
         match hb.state {
             WorkerState::Ready => {
                 // Announced as a set: order and repeats are not a change.
@@ -57,31 +87,31 @@ impl Liveness {
                 capabilities.sort();
                 capabilities.dedup();
                 // Clamped: a worker claiming a huge interval must still expire.
-                let grace =
-                    Duration::from_millis(hb.interval_ms.min(MAX_HEARTBEAT_MS).saturating_mul(3))
-                        .max(self.worker_timeout);
-                let due = now + grace;
-                if let Some(known) = self.workers.get_mut(&hb.worker)
-                    && known.capabilities == capabilities
-                    && known.concurrency == hb.concurrency
-                {
-                    known.due = due;
-                    return None;
-                }
-                info!(worker = %hb.worker, concurrency = hb.concurrency, capabilities = ?capabilities, "worker joined");
-                self.workers.insert(
-                    hb.worker.clone(),
-                    Known {
-                        capabilities: capabilities.clone(),
-                        concurrency: hb.concurrency,
-                        due,
-                    },
-                );
-                Some(Input::WorkerJoined {
-                    worker: hb.worker,
+                let interval = Duration::from_millis(hb.interval_ms.min(MAX_HEARTBEAT_MS));
+                let due = now + (interval * 3).max(self.worker_timeout);
+                let known = Known {
                     capabilities,
                     concurrency: hb.concurrency,
-                })
+                    due,
+                    instance: hb.instance,
+                    started_ms: hb.started_ms,
+                    last_seen: now,
+                    interval,
+                };
+                let changed = self.workers.get(&hb.worker).is_none_or(|before| {
+                    before.capabilities != known.capabilities
+                        || before.concurrency != known.concurrency
+                });
+                let input = changed.then(|| {
+                    info!(worker = %hb.worker, concurrency = known.concurrency, capabilities = ?known.capabilities, "worker joined");
+                    Input::WorkerJoined {
+                        worker: hb.worker.clone(),
+                        capabilities: known.capabilities.clone(),
+                        concurrency: known.concurrency,
+                    }
+                });
+                self.workers.insert(hb.worker, known);
+                input
             }
             WorkerState::Draining | WorkerState::Stopped => {
                 self.workers.remove(&hb.worker)?;
@@ -96,6 +126,25 @@ impl Liveness {
                 })
             }
         }
+    }
+
+    /// Whether a heartbeat from another process with the known worker's id speaks for it.
+    fn takes_over(&self, known: &Known, hb: &Heartbeat, now: Instant) -> bool {
+        let silent = now.saturating_duration_since(known.last_seen) > known.interval * 2;
+        let known_hb = Heartbeat {
+            instance: known.instance,
+            started_ms: known.started_ms,
+            ..hb.clone()
+        };
+        let earlier = known_hb.yields_to(hb);
+        if hb.state == WorkerState::Ready && (silent || earlier) {
+            if !silent {
+                warn!(worker = %hb.worker, known = %known.instance, other = %hb.instance, "two worker processes announce the same id; the one that started earlier counts and the other must stop: give each worker its own --id");
+            }
+            return true;
+        }
+        warn!(worker = %hb.worker, known = %known.instance, other = %hb.instance, state = ?hb.state, "ignoring a heartbeat from a second worker process with the same id: give each worker its own --id");
+        false
     }
 
     /// Workers not heard from in time, as inputs; they are forgotten.
@@ -133,7 +182,68 @@ mod tests {
             in_flight: 0,
             state,
             interval_ms: 1_000,
+            instance: Instance(7),
+            started_ms: 100,
         }
+    }
+
+    fn from(mut hb: Heartbeat, instance: u64, started_ms: u64) -> Heartbeat {
+        hb.instance = Instance(instance);
+        hb.started_ms = started_ms;
+        hb
+    }
+
+    #[test]
+    fn a_second_process_with_the_same_id_neither_joins_nor_marks_the_first_gone() {
+        let now = Instant::now();
+        let mut live = Liveness::new(Vec::new(), Duration::from_secs(10), now);
+        assert!(
+            live.heartbeat(hb("w", &["a"], WorkerState::Ready), now)
+                .is_some()
+        );
+        // A twin that started later, with other capabilities: ignored while the first lives.
+        let twin = from(hb("w", &["b"], WorkerState::Ready), 8, 200);
+        assert_eq!(live.heartbeat(twin.clone(), now), None);
+        // Its drain and stop do not mark the first gone.
+        let mut leaving = twin.clone();
+        leaving.state = WorkerState::Stopped;
+        assert_eq!(live.heartbeat(leaving, now), None);
+        assert_eq!(
+            live.heartbeat(hb("w", &["a"], WorkerState::Ready), now),
+            None
+        );
+        // A process that started earlier than the known one counts instead.
+        let earlier = from(hb("w", &["c"], WorkerState::Ready), 9, 50);
+        assert!(matches!(
+            live.heartbeat(earlier, now),
+            Some(Input::WorkerJoined { capabilities, .. }) if capabilities[0].as_str() == "c"
+        ));
+    }
+
+    #[test]
+    fn a_restarted_worker_takes_over_once_the_old_process_is_silent() {
+        let now = Instant::now();
+        let mut live = Liveness::new(Vec::new(), Duration::from_secs(10), now);
+        live.heartbeat(hb("w", &["a"], WorkerState::Ready), now);
+        let restarted = from(hb("w", &["a"], WorkerState::Ready), 8, 5_000);
+        // Within two intervals of the old process's last heartbeat: not yet.
+        assert_eq!(
+            live.heartbeat(restarted.clone(), now + Duration::from_millis(1_500)),
+            None
+        );
+        assert_eq!(
+            live.workers[&"w".parse::<WorkerId>().expect("id")].instance,
+            Instance(7)
+        );
+        // Same announcements: the takeover changes nothing the scheduler knows.
+        assert_eq!(
+            live.heartbeat(restarted, now + Duration::from_millis(2_500)),
+            None
+        );
+        assert_eq!(
+            live.workers[&"w".parse::<WorkerId>().expect("id")].instance,
+            Instance(8)
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use workforce_shared::jetstream::{declare_streams, results_consumer};
+use workforce_shared::runtime;
 use workforce_shared::{EventSeq, Subjects, encode};
 
 use crate::api::{ApiResponse, Request};
@@ -156,15 +157,8 @@ impl Coordinator {
             "event log recovered"
         );
 
-        let client = async_nats::ConnectOptions::new()
-            .name("workforce-coordinator")
-            .retry_on_initial_connect()
-            .connect(&config.nats_url)
-            .await
-            .map_err(|source| CoordinatorError::Connect {
-                url: config.nats_url.clone(),
-                source,
-            })?;
+        let servers = config.nats_servers()?;
+        let client = runtime::connect(&servers, "workforce-coordinator").await?;
         let js = jetstream::new(client.clone());
         let subjects = Subjects::new(config.prefix.clone());
         declare_streams(&js, &subjects, &config.stream_settings()).await?;

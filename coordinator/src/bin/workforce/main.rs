@@ -2,6 +2,7 @@
 
 mod offline;
 mod online;
+mod out;
 mod render;
 mod watch;
 
@@ -9,41 +10,85 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use workforce_coordinator::ApiClient;
+use clap::{Args, Parser, Subcommand};
+use workforce_coordinator::{ApiClient, ClientError};
+use workforce_shared::runtime::NatsServers;
+use workforce_shared::runtime::servers::DEFAULT_SERVER;
 use workforce_shared::{Prefix, RunId, Subjects};
+
+/// The process's exit codes, as `--help` documents them.
+mod exit {
+    pub const SUCCESS: i32 = 0;
+    /// The run failed or was canceled; the plan is invalid; replay diverged.
+    pub const RUN_FAILED: u8 = 1;
+    /// Bad usage (clap's own code) or any other error.
+    pub const ERROR: u8 = 2;
+    pub const ERROR_CODE: i32 = ERROR as i32;
+    /// No coordinator answered: the outcome of what was asked is unknown.
+    pub const NO_COORDINATOR: u8 = 3;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success; for `submit --wait` and `watch`, the run succeeded
+  1  the run failed or was canceled (`submit --wait`, `watch`), the plan is invalid
+     (`validate`), or the log diverged (`replay`)
+  2  bad usage, or another error (an unreadable file, a plan the coordinator refused)
+  3  no coordinator answered (within --timeout, or for --reconnect-for while following a
+     run): the run's outcome is unknown, it may still be running";
 
 /// Operate Workforce: validate and submit plans, follow runs, list workers, and replay or
 /// simulate event logs. `validate`, `replay` and `simulate` work without NATS; the others ask
 /// the coordinator over NATS request/reply.
 #[derive(Debug, Parser)]
-#[command(name = "workforce", version)]
+#[command(name = "workforce", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// NATS server URL
-    #[arg(
-        long = "nats",
-        env = "WORKFORCE_NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        global = true,
-        value_name = "URL"
-    )]
-    nats_url: String,
-    /// Subject prefix of the deployment to talk to
-    #[arg(
-        long,
-        env = "WORKFORCE_PREFIX",
-        default_value = "workforce",
-        global = true
-    )]
-    prefix: Prefix,
-    /// How long to wait for the coordinator's answer
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true, value_name = "DURATION")]
-    timeout: Duration,
     /// Print JSON instead of text, for scripts
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the coordinator is: the options of every command that talks to it.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Coordinator")]
+struct Coordinator {
+    /// NATS server URL; several separated by commas fail over
+    #[arg(
+        long = "nats",
+        env = "WORKFORCE_NATS_URL",
+        default_value = DEFAULT_SERVER,
+        value_name = "URL[,URL...]"
+    )]
+    nats: NatsServers,
+    /// Subject prefix of the deployment to talk to
+    #[arg(long, env = "WORKFORCE_PREFIX", default_value = "workforce")]
+    prefix: Prefix,
+    /// How long to wait for NATS, and for each answer of the coordinator
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+}
+
+impl Coordinator {
+    async fn connect(&self) -> Result<ApiClient, ClientError> {
+        ApiClient::connect(&self.nats, Subjects::new(self.prefix.clone()), self.timeout).await
+    }
+}
+
+/// How long to follow a run through a coordinator that does not answer.
+#[derive(Debug, Args)]
+struct Follow {
+    /// While following the run, how long to keep asking a coordinator that does not answer
+    /// (it may be restarting) before giving up with exit code 3
+    #[arg(
+        long,
+        env = "WORKFORCE_RECONNECT_FOR",
+        default_value = "60s",
+        value_parser = humantime::parse_duration,
+        value_name = "DURATION"
+    )]
+    reconnect_for: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,20 +103,45 @@ enum Command {
     /// Submit a plan; prints the run id
     Submit {
         plan: PathBuf,
-        /// Follow the run to its end; exit non-zero unless it succeeds
+        /// Follow the run to its end; exit 0 if it succeeds, 1 if it fails
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        follow: Follow,
+        #[command(flatten)]
+        coordinator: Coordinator,
     },
     /// Show a run's tasks and their statuses
-    Status { run: RunId },
-    /// Follow a run live, with a progress bar per task, until it ends
-    Watch { run: RunId },
+    Status {
+        run: RunId,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
+    /// Follow a run live, with a progress bar per task, until it ends; exit 0 if it succeeds,
+    /// 1 if it fails
+    Watch {
+        run: RunId,
+        #[command(flatten)]
+        follow: Follow,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
     /// List runs
-    Runs,
+    Runs {
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
     /// List live workers and the capabilities they serve
-    Workers,
+    Workers {
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
     /// Cancel a run: tasks not yet finished are canceled
-    Cancel { run: RunId },
+    Cancel {
+        run: RunId,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
     /// Check an event log: every event decodes, the invariants hold, recovery succeeds, and
     /// every decision of a run under this build's rules is reproduced
     Replay {
@@ -118,10 +188,26 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("workforce: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// 3 when no coordinator answered (the outcome is unknown), else 2.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let no_coordinator = error.chain().any(|cause| {
+        cause.is::<watch::LostContact>()
+            || cause
+                .downcast_ref::<ClientError>()
+                .is_some_and(ClientError::is_retryable)
+    });
+    if no_coordinator {
+        exit::NO_COORDINATOR
+    } else {
+        exit::ERROR
     }
 }
 
@@ -156,56 +242,76 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => offline::simulate(&plan, config, data.as_deref(), json),
             }
         }
-        Command::Submit { plan, wait } => {
-            online::submit(
-                &connect(&cli.nats_url, cli.prefix, cli.timeout).await?,
-                &plan,
-                wait,
-                json,
-            )
-            .await
+        Command::Submit {
+            plan,
+            wait,
+            follow,
+            coordinator,
+        } => {
+            let wait = wait.then_some(follow.reconnect_for);
+            online::submit(&coordinator.connect().await?, &plan, wait, json).await
         }
-        Command::Status { run } => {
-            online::status(
-                &connect(&cli.nats_url, cli.prefix, cli.timeout).await?,
-                &run,
-                json,
-            )
-            .await
+        Command::Status { run, coordinator } => {
+            online::status(&coordinator.connect().await?, &run, json).await
         }
-        Command::Watch { run } => {
-            watch::watch(
-                &connect(&cli.nats_url, cli.prefix, cli.timeout).await?,
-                &run,
-                json,
-            )
-            .await
+        Command::Watch {
+            run,
+            follow,
+            coordinator,
+        } => {
+            let api = coordinator.connect().await?;
+            watch::watch(&api, &run, follow.reconnect_for, json).await
         }
-        Command::Runs => {
-            online::runs(
-                &connect(&cli.nats_url, cli.prefix, cli.timeout).await?,
-                json,
-            )
-            .await
+        Command::Runs { coordinator } => online::runs(&coordinator.connect().await?, json).await,
+        Command::Workers { coordinator } => {
+            online::workers(&coordinator.connect().await?, json).await
         }
-        Command::Workers => {
-            online::workers(
-                &connect(&cli.nats_url, cli.prefix, cli.timeout).await?,
-                json,
-            )
-            .await
-        }
-        Command::Cancel { run } => {
-            online::cancel(
-                &connect(&cli.nats_url, cli.prefix, cli.timeout).await?,
-                &run,
-                json,
-            )
-            .await
+        Command::Cancel { run, coordinator } => {
+            online::cancel(&coordinator.connect().await?, &run, json).await
         }
     }
 }
 
-async fn connect(url: &str, prefix: Prefix, timeout: Duration) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::connect(url, Subjects::new(prefix), timeout).await?)
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn options(command: &str) -> Vec<String> {
+        let cli = Cli::command();
+        let sub = cli.find_subcommand(command).expect("subcommand");
+        sub.get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn network_options_are_only_on_commands_that_talk_to_the_coordinator() {
+        for offline in ["validate", "replay", "simulate"] {
+            let options = options(offline);
+            for network in ["nats", "prefix", "timeout", "reconnect-for"] {
+                assert!(
+                    !options.iter().any(|o| o == network),
+                    "{offline} has --{network}"
+                );
+            }
+        }
+        for online in ["submit", "status", "watch", "runs", "workers", "cancel"] {
+            let options = options(online);
+            for network in ["nats", "prefix", "timeout"] {
+                assert!(
+                    options.iter().any(|o| o == network),
+                    "{online} lacks --{network}"
+                );
+            }
+        }
+        assert!(options("watch").iter().any(|o| o == "reconnect-for"));
+        assert!(options("submit").iter().any(|o| o == "reconnect-for"));
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

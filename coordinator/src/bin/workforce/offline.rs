@@ -16,6 +16,7 @@ use workforce_coordinator::scheduler::SEMANTICS_VERSION;
 use workforce_coordinator::simulate::{SimConfig, check_seeds, simulate as run_simulation};
 use workforce_shared::{Plan, PlanLimits, RunId};
 
+use crate::out::outln;
 use crate::render;
 
 pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Result<ExitCode> {
@@ -23,7 +24,7 @@ pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Resu
         Ok(plan) => plan,
         Err(e) => {
             if json {
-                println!("{}", json!({ "valid": false, "error": e.to_string() }));
+                outln!("{}", json!({ "valid": false, "error": e.to_string() }))?;
             } else {
                 eprintln!("{e}");
             }
@@ -31,7 +32,7 @@ pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Resu
         }
     };
     if json {
-        println!("{}", json!({ "valid": true, "plan": plan }));
+        outln!("{}", json!({ "valid": true, "plan": plan }))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut capabilities: BTreeMap<&str, usize> = BTreeMap::new();
@@ -42,12 +43,12 @@ pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Resu
         .iter()
         .map(|(c, n)| format!("{c} ({n})"))
         .collect();
-    println!(
+    outln!(
         "plan {:?} is valid: {} task(s); capabilities: {}",
         plan.name,
         plan.tasks.len(),
         caps.join(", ")
-    );
+    )?;
     let rows: Vec<Vec<String>> = plan
         .tasks
         .iter()
@@ -100,10 +101,10 @@ pub fn replay(data: &Path, run: Option<&RunId>, json: bool) -> anyhow::Result<Ex
     };
     if let Some(problem) = problem {
         if json {
-            println!(
+            outln!(
                 "{}",
                 json!({ "identical": false, "format": format, "semantics": SEMANTICS_VERSION, "problem": problem })
-            );
+            )?;
         } else {
             eprintln!("{problem}");
         }
@@ -121,7 +122,7 @@ pub fn replay(data: &Path, run: Option<&RunId>, json: bool) -> anyhow::Result<Ex
     }
     let not_redecided: Vec<String> = report.not_redecided.iter().map(|n| n.to_string()).collect();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "identical": true,
@@ -136,28 +137,33 @@ pub fn replay(data: &Path, run: Option<&RunId>, json: bool) -> anyhow::Result<Ex
                 "kinds": kinds,
                 "runs": report.runs,
             })
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "event log format {format}; this build decides under scheduling rules {SEMANTICS_VERSION}"
-    );
+    )?;
     if not_redecided.is_empty() {
-        println!(
+        outln!(
             "replayed {} events ({} inputs, {} decisions): every decision reproduced, identical",
-            report.events, report.inputs, report.decisions
-        );
+            report.events,
+            report.inputs,
+            report.decisions
+        )?;
     } else {
-        println!(
+        outln!(
             "replayed {} events ({} inputs, {} decisions): {} re-decided and identical; the rest checked as recorded (invariants hold, recovery succeeds)",
-            report.events, report.inputs, report.decisions, report.redecided
-        );
+            report.events,
+            report.inputs,
+            report.decisions,
+            report.redecided
+        )?;
         for line in &not_redecided {
-            println!("  {line}");
+            outln!("  {line}")?;
         }
     }
     if let Some(run) = run {
-        println!("run {run}: {} decisions checked", report.run_decisions);
+        outln!("run {run}: {} decisions checked", report.run_decisions)?;
     }
     render::runs(&report.runs);
     Ok(ExitCode::SUCCESS)
@@ -211,7 +217,7 @@ pub fn simulate_seeds(
     match check_seeds(&plan, &config, seeds.0.clone()) {
         Ok(report) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "runs": report.runs,
@@ -223,10 +229,10 @@ pub fn simulate_seeds(
                         "faults": report.faults,
                         "faults_total": report.faults.total(),
                     })
-                );
+                )?;
             } else {
-                println!("{report}");
-                println!(
+                outln!("{report}")?;
+                outln!(
                     "  plan {:?}, seeds {}..{}: {} runs succeeded, {} failed; {} attempts, {} events",
                     plan.name,
                     seeds.0.start(),
@@ -235,16 +241,16 @@ pub fn simulate_seeds(
                     report.failed,
                     report.attempts,
                     report.events
-                );
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({ "violations": 1, "seed": failure.seed, "problem": failure.problem.to_string() })
-                );
+                )?;
             } else {
                 eprintln!("invariant violation: {failure}");
                 eprintln!(
@@ -292,7 +298,7 @@ pub fn simulate(
     let identical = replayed.is_ok();
     let summary = report.summary.as_ref();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "run": report.run,
@@ -309,48 +315,56 @@ pub fn simulate(
                 "replay_identical": identical,
                 "data": data.map(|d| d.display().to_string()),
             })
-        );
+        )?;
     } else {
         let status = summary.map_or("unfinished", |s| s.status.as_str());
-        println!(
+        outln!(
             "simulated run {} of plan {:?}: {status}",
-            report.run, plan.name
-        );
-        println!(
+            report.run,
+            plan.name
+        )?;
+        outln!(
             "  workers {}, concurrency {}, seed {}, fail rate {}",
-            config.workers, config.concurrency, config.seed, config.fail_rate
-        );
+            config.workers,
+            config.concurrency,
+            config.seed,
+            config.fail_rate
+        )?;
         if config.faults {
-            println!(
+            outln!(
                 "  faults injected: {} — {}",
                 report.faults.total(),
                 report.faults
-            );
+            )?;
         }
         if let Some(s) = summary {
-            println!(
+            outln!(
                 "  tasks {}: {} completed, {} failed, {} canceled; {} attempts",
-                s.tasks, s.completed, s.failed, s.canceled, report.attempts
-            );
+                s.tasks,
+                s.completed,
+                s.failed,
+                s.canceled,
+                report.attempts
+            )?;
             if let Some(reason) = &s.reason {
-                println!("  reason: {reason}");
+                outln!("  reason: {reason}")?;
             }
         }
-        println!(
+        outln!(
             "  virtual time {}; {} events; replay {}",
             render::millis(report.virtual_ms),
             report.events,
             if identical { "identical" } else { "DIVERGED" }
-        );
+        )?;
         match data {
-            Some(d) => println!(
+            Some(d) => outln!(
                 "  log: {} (check it with `workforce replay --data {}`)",
                 d.display(),
                 d.display()
-            ),
-            None => println!("  log: temporary (pass --data DIR to keep it)"),
+            )?,
+            None => outln!("  log: temporary (pass --data DIR to keep it)")?,
         }
-        println!("digest {}", report.digest);
+        outln!("digest {}", report.digest)?;
     }
     if let Err(e) = replayed {
         anyhow::bail!("the simulated log does not check: {e}");

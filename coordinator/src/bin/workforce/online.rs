@@ -2,18 +2,20 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
 use workforce_coordinator::ApiClient;
 use workforce_shared::{Plan, PlanFormat, PlanLimits, RunId};
 
+use crate::out::outln;
 use crate::{render, watch};
 
 pub async fn submit(
     api: &ApiClient,
     path: &Path,
-    wait: bool,
+    wait: Option<Duration>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(path)
@@ -22,27 +24,29 @@ pub async fn submit(
     // Check locally first for a quick, precise error; the coordinator checks again.
     Plan::parse(&source, format, &PlanLimits::default())
         .with_context(|| format!("{} is not a valid plan", path.display()))?;
+    // Not retried: a submit that timed out may have been accepted, and a retry would start a
+    // second run.
     let run = api.submit(source, format).await?;
-    if !wait {
+    let Some(reconnect_for) = wait else {
         if json {
-            println!("{}", json!({ "run": run }));
+            outln!("{}", json!({ "run": run }))?;
         } else {
-            println!("{run}");
+            outln!("{run}")?;
         }
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     if !json {
-        println!("submitted {} as run {run}", path.display());
+        outln!("submitted {} as run {run}", path.display())?;
     }
-    watch::watch(api, &run, json).await
+    watch::watch(api, &run, reconnect_for, json).await
 }
 
 pub async fn status(api: &ApiClient, run: &RunId, json: bool) -> anyhow::Result<ExitCode> {
     let view = api.status(run).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?)?;
     } else {
-        render::run_view(&view);
+        render::write_run_view(&mut std::io::stdout().lock(), &view)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -50,9 +54,9 @@ pub async fn status(api: &ApiClient, run: &RunId, json: bool) -> anyhow::Result<
 pub async fn runs(api: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
     let runs = api.runs().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?)?;
     } else {
-        render::runs(&runs);
+        render::write_runs(&mut std::io::stdout().lock(), &runs)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -60,9 +64,9 @@ pub async fn runs(api: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
 pub async fn workers(api: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
     let workers = api.workers().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&workers)?);
+        outln!("{}", serde_json::to_string_pretty(&workers)?)?;
     } else {
-        render::workers(&workers);
+        render::write_workers(&mut std::io::stdout().lock(), &workers)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -70,9 +74,9 @@ pub async fn workers(api: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
 pub async fn cancel(api: &ApiClient, run: &RunId, json: bool) -> anyhow::Result<ExitCode> {
     api.cancel(run).await?;
     if json {
-        println!("{}", json!({ "run": run, "cancel_requested": true }));
+        outln!("{}", json!({ "run": run, "cancel_requested": true }))?;
     } else {
-        println!("run {run} canceled");
+        outln!("run {run} canceled")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,17 @@
-//! Plain-text tables and durations for human output.
+//! Plain-text tables and durations for human output. `write_*` functions write to any writer
+//! and return its errors; the others print to stdout through [`out`](crate::out).
 
-use workforce_coordinator::scheduler::{RunSummary, RunView, WorkerView};
+use std::io::{self, Write};
+
+use workforce_coordinator::scheduler::{RunSummary, RunView, TaskView, WorkerView};
+
+/// Columns holding a list ("a, b, c"): a long one shows its first items and how many more.
+/// `--json` always has all of them.
+const LIST_COLUMNS: [&str; 2] = ["NEEDS", "CAPABILITIES"];
+/// Items of a list column shown before "… and N more".
+const LIST_ITEMS: usize = 5;
+/// Longest free-text cell (DETAIL) shown whole; longer ones end in "…".
+const TEXT_CHARS: usize = 160;
 
 pub fn millis(ms: u64) -> String {
     if ms < 1_000 {
@@ -12,34 +23,94 @@ pub fn millis(ms: u64) -> String {
     }
 }
 
+/// A list of names, the first [`LIST_ITEMS`] of them and then how many more.
+pub fn list<S: AsRef<str>>(items: &[S]) -> String {
+    let shown: Vec<&str> = items.iter().take(LIST_ITEMS).map(AsRef::as_ref).collect();
+    let mut text = shown.join(", ");
+    if items.len() > LIST_ITEMS {
+        text.push_str(&format!(", … and {} more", items.len() - LIST_ITEMS));
+    }
+    text
+}
+
+/// `text` cut to [`TEXT_CHARS`] characters.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(TEXT_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// The ATTEMPT cell: "n/max", or "-/max" for a task none of whose attempts has started.
+pub fn attempt(t: &TaskView) -> String {
+    if never_started(t) {
+        format!("-/{}", t.max_attempts)
+    } else {
+        format!("{}/{}", t.attempt, t.max_attempts)
+    }
+}
+
+/// Whether no attempt of the task was ever dispatched.
+fn never_started(t: &TaskView) -> bool {
+    t.started == 0
+}
+
+/// Prints a table to stdout; a reader that went away ends the process quietly.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
+    crate::out::settle(write_table(&mut io::stdout().lock(), headers, rows));
+}
+
+pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(headers)
+                .map(|(cell, header)| {
+                    if LIST_COLUMNS.contains(header) {
+                        // Ids cannot hold spaces, so ", " only separates items.
+                        list(&cell.split(", ").collect::<Vec<_>>())
+                    } else {
+                        clip(cell)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
+    let mut line = |cells: Vec<&str>| -> io::Result<()> {
+        let mut text = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
-                out.push_str(cell);
+                text.push_str(cell);
             } else {
-                out.push_str(&format!("{cell:<w$}  "));
+                let pad = w.saturating_sub(cell.chars().count());
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad + 2));
             }
         }
-        println!("{}", out.trim_end());
+        writeln!(out, "{}", text.trim_end())
     };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
+    line(headers.to_vec())?;
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }
 
+/// Prints runs to stdout; a reader that went away ends the process quietly.
 pub fn runs(runs: &[RunSummary]) {
+    crate::out::settle(write_runs(&mut io::stdout().lock(), runs));
+}
+
+pub fn write_runs(out: &mut impl Write, runs: &[RunSummary]) -> io::Result<()> {
     if runs.is_empty() {
-        println!("no runs");
-        return;
+        return writeln!(out, "no runs");
     }
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -55,7 +126,8 @@ pub fn runs(runs: &[RunSummary]) {
             ]
         })
         .collect();
-    table(
+    write_table(
+        out,
         &[
             "RUN",
             "PLAN",
@@ -66,20 +138,21 @@ pub fn runs(runs: &[RunSummary]) {
             "REASON",
         ],
         &rows,
-    );
+    )
 }
 
-pub fn run_view(view: &RunView) {
+pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
     let done = view.tasks.iter().filter(|t| t.status.is_terminal()).count();
-    println!(
+    writeln!(
+        out,
         "run {} ({}): {} — {done}/{} tasks finished",
         view.run,
         view.name,
         view.status.as_str(),
         view.tasks.len()
-    );
+    )?;
     if let Some(reason) = &view.reason {
-        println!("reason: {reason}");
+        writeln!(out, "reason: {reason}")?;
     }
     let rows: Vec<Vec<String>> = view
         .tasks
@@ -89,21 +162,21 @@ pub fn run_view(view: &RunView) {
                 t.task.to_string(),
                 t.capability.to_string(),
                 t.status.as_str().to_owned(),
-                format!("{}/{}", t.attempt, t.max_attempts),
+                attempt(t),
                 t.detail.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table(
+    write_table(
+        out,
         &["TASK", "CAPABILITY", "STATUS", "ATTEMPT", "DETAIL"],
         &rows,
-    );
+    )
 }
 
-pub fn workers(workers: &[WorkerView]) {
+pub fn write_workers(out: &mut impl Write, workers: &[WorkerView]) -> io::Result<()> {
     if workers.is_empty() {
-        println!("no live workers");
-        return;
+        return writeln!(out, "no live workers");
     }
     let rows: Vec<Vec<String>> = workers
         .iter()
@@ -116,5 +189,75 @@ pub fn workers(workers: &[WorkerView]) {
             ]
         })
         .collect();
-    table(&["WORKER", "CONCURRENCY", "CAPABILITIES"], &rows);
+    write_table(out, &["WORKER", "CONCURRENCY", "CAPABILITIES"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use workforce_coordinator::scheduler::TaskStatus;
+    use workforce_shared::{Capability, TaskId};
+
+    use super::*;
+
+    fn task(status: TaskStatus, attempt: u32, started: u32) -> TaskView {
+        TaskView {
+            task: TaskId::new("t").expect("task"),
+            capability: Capability::new("c").expect("capability"),
+            priority: 0,
+            status,
+            attempt,
+            started,
+            max_attempts: 2,
+            detail: None,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn a_task_that_never_started_shows_no_attempt() {
+        let cases = [
+            (TaskStatus::Blocked, 1, 0, "-/2"),
+            (TaskStatus::Queued, 1, 0, "-/2"),
+            // Backing off before attempt 2: attempt 1 ran.
+            (TaskStatus::Queued, 2, 1, "2/2"),
+            (TaskStatus::Running, 1, 1, "1/2"),
+            (TaskStatus::Failed, 2, 2, "2/2"),
+            // Canceled before it ran, and while it ran.
+            (TaskStatus::Canceled, 1, 0, "-/2"),
+            (TaskStatus::Canceled, 1, 1, "1/2"),
+        ];
+        for (status, n, started, expected) in cases {
+            assert_eq!(
+                attempt(&task(status, n, started)),
+                expected,
+                "{status:?} {n} {started}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_lists_are_elided_in_tables_only() {
+        let needs: Vec<String> = (0..10_000).map(|i| format!("t{i}")).collect();
+        let rows = vec![vec!["join".to_owned(), needs.join(", ")]];
+        let mut out = Vec::new();
+        write_table(&mut out, &["TASK", "NEEDS"], &rows).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text.lines().nth(1),
+            Some("join  t0, t1, t2, t3, t4, … and 9995 more")
+        );
+        assert_eq!(list(&["a", "b"]), "a, b");
+    }
+
+    #[test]
+    fn long_text_is_clipped() {
+        let long = "x".repeat(500);
+        let rows = vec![vec![long]];
+        let mut out = Vec::new();
+        write_table(&mut out, &["DETAIL"], &rows).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        let cell = text.lines().nth(1).expect("row");
+        assert_eq!(cell.chars().count(), TEXT_CHARS + 1);
+        assert!(cell.ends_with('…'));
+    }
 }

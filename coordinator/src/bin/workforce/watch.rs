@@ -1,27 +1,100 @@
 //! `watch`: follows a run by polling its status. On a terminal, a progress bar per task and
-//! one for the run; otherwise one line per status change, for logs and CI.
+//! one for the run; otherwise one line per status change, for logs and CI. A coordinator that
+//! stops answering (it is restarting) is asked again for up to `--reconnect-for`; a run lost
+//! sight of is never reported as failed.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use workforce_coordinator::ApiClient;
 use workforce_coordinator::scheduler::{RunStatus, RunView, TaskStatus, TaskView};
+use workforce_coordinator::{ApiClient, ClientError};
 use workforce_shared::RunId;
 
+use crate::exit;
+use crate::out::outln;
 use crate::render;
 
 const POLL: Duration = Duration::from_millis(250);
+/// Pause between questions to a coordinator that did not answer.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// The coordinator did not answer for `--reconnect-for`: the run's outcome is unknown.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "lost contact with the coordinator: no answer for {}; run {run} may still be running \
+     (ask again with `workforce watch {run}`)",
+    humantime::format_duration(*.waited)
+)]
+pub struct LostContact {
+    run: RunId,
+    waited: Duration,
+    #[source]
+    last: ClientError,
+}
+
+/// Asks for a run's status, riding through a coordinator restart.
+struct Follower<'a> {
+    api: &'a ApiClient,
+    run: &'a RunId,
+    reconnect_for: Duration,
+    /// When the coordinator stopped answering, while it does not.
+    outage: Option<Instant>,
+}
+
+impl Follower<'_> {
+    async fn status(&mut self, bars: Option<&Bars>) -> anyhow::Result<RunView> {
+        loop {
+            match self.api.status(self.run).await {
+                Ok(view) => {
+                    if self.outage.take().is_some() {
+                        notice(bars, "the coordinator is answering again");
+                    }
+                    return Ok(view);
+                }
+                Err(error) if error.is_retryable() => {
+                    let since = match self.outage {
+                        Some(since) => since,
+                        None => {
+                            notice(
+                                bars,
+                                &format!(
+                                    "coordinator not answering ({error}); retrying for up to {}",
+                                    humantime::format_duration(self.reconnect_for)
+                                ),
+                            );
+                            *self.outage.insert(Instant::now())
+                        }
+                    };
+                    let waited = since.elapsed();
+                    if waited >= self.reconnect_for {
+                        return Err(LostContact {
+                            run: self.run.clone(),
+                            waited,
+                            last: error,
+                        }
+                        .into());
+                    }
+                    tokio::time::sleep(RETRY_EVERY.min(self.reconnect_for - waited)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+/// A message on stderr, above the progress bars if there are any.
+fn notice(bars: Option<&Bars>, message: &str) {
+    match bars {
+        Some(bars) => bars.multi.suspend(|| eprintln!("workforce: {message}")),
+        None => eprintln!("workforce: {message}"),
+    }
+}
 
 fn task_line(t: &TaskView) -> String {
-    let mut line = format!(
-        "{:<10} attempt {}/{}",
-        t.status.as_str(),
-        t.attempt,
-        t.max_attempts
-    );
+    let mut line = format!("{:<10} attempt {}", t.status.as_str(), render::attempt(t));
     if let Some(detail) = &t.detail {
         line.push_str(" — ");
         line.push_str(detail);
@@ -91,10 +164,22 @@ impl Bars {
     }
 }
 
-/// Follows `run` to its end. Exits 0 only if it succeeded.
-pub async fn watch(api: &ApiClient, run: &RunId, json: bool) -> anyhow::Result<ExitCode> {
+/// Follows `run` to its end. Exits 0 only if it succeeded, 1 if it failed or was canceled; a
+/// coordinator silent for `reconnect_for` ends it with [`LostContact`].
+pub async fn watch(
+    api: &ApiClient,
+    run: &RunId,
+    reconnect_for: Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let mut view = api.status(run).await?;
+    let mut follower = Follower {
+        api,
+        run,
+        reconnect_for,
+        outage: None,
+    };
+    let mut view = follower.status(None).await?;
     let bars = (!json && std::io::stderr().is_terminal()).then(|| Bars::new(&view));
     let mut seen: BTreeMap<String, (TaskStatus, u32)> = BTreeMap::new();
     loop {
@@ -105,12 +190,12 @@ pub async fn watch(api: &ApiClient, run: &RunId, json: bool) -> anyhow::Result<E
                     let now = (t.status, t.attempt);
                     if seen.get(t.task.as_str()) != Some(&now) {
                         seen.insert(t.task.to_string(), now);
-                        println!(
+                        outln!(
                             "[{:>7}] {:<16} {}",
                             render::millis(started.elapsed().as_millis() as u64),
                             t.task.as_str(),
                             task_line(t)
-                        );
+                        )?;
                     }
                 }
             }
@@ -120,25 +205,30 @@ pub async fn watch(api: &ApiClient, run: &RunId, json: bool) -> anyhow::Result<E
             break;
         }
         tokio::time::sleep(POLL).await;
-        view = api.status(run).await?;
+        view = follower.status(bars.as_ref()).await?;
     }
     if let Some(bars) = &bars {
         bars.finish();
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?)?;
     } else {
-        println!();
-        render::run_view(&view);
-        println!(
+        let mut out = std::io::stdout().lock();
+        writeln!(out)?;
+        render::write_run_view(&mut out, &view)?;
+        writeln!(
+            out,
             "run {} {} in {}",
             view.run,
             view.status.as_str(),
             render::millis(started.elapsed().as_millis() as u64)
-        );
+        )?;
+        out.flush()?;
     }
     Ok(match view.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
-        RunStatus::Running | RunStatus::Failed | RunStatus::Canceled => ExitCode::FAILURE,
+        RunStatus::Failed | RunStatus::Canceled => ExitCode::from(exit::RUN_FAILED),
+        // The loop ends only once the run has.
+        RunStatus::Running => ExitCode::from(exit::ERROR),
     })
 }
