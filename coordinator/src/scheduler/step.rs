@@ -1,8 +1,11 @@
 //! The contract between the scheduler and everything around it: one [`Step`] per input,
 //! holding what to record and what to do once it is recorded.
 
-use workforce_shared::{Assignment, Attempt, DeadLetter, RunId, StopAttempt, TaskId};
+use workforce_shared::{
+    Assignment, Attempt, AttemptError, DeadLetter, PROTOCOL_VERSION, RunId, StopAttempt, TaskId,
+};
 
+use super::Scheduler;
 use super::events::{Decision, IgnoreReason, Input, Rejection};
 
 /// What one input led to. The caller records `input` and `decisions` (in that order, in one
@@ -85,6 +88,116 @@ impl Timer {
             Timer::RetryDue { run, task, attempt } | Timer::Deadline { run, task, attempt } => {
                 (run, task, *attempt)
             }
+        }
+    }
+}
+
+/// What each decision owes, built from the state it leaves.
+impl Scheduler {
+    /// The effect a decision owes, built from the state it leaves.
+    pub(super) fn effect(&self, decision: &Decision) -> Option<Effect> {
+        match decision {
+            Decision::Dispatch {
+                run, task, attempt, ..
+            } => self.assignment(run, task, *attempt).map(Effect::Assign),
+            Decision::TaskCompleted { run, task, attempt }
+            | Decision::AttemptFailed {
+                run, task, attempt, ..
+            } => Some(Effect::AttemptEnded {
+                run: run.clone(),
+                task: task.clone(),
+                attempt: *attempt,
+            }),
+            Decision::TaskCanceled { run, task, .. } => {
+                let state = self.runs.get(run)?;
+                let attempt = state.tasks[state.index_of(task)?].attempt;
+                Some(Effect::AttemptEnded {
+                    run: run.clone(),
+                    task: task.clone(),
+                    attempt,
+                })
+            }
+            Decision::StopAttempt { run, task, attempt } => Some(Effect::Stop(StopAttempt {
+                v: PROTOCOL_VERSION,
+                run: run.clone(),
+                task: task.clone(),
+                attempt: *attempt,
+            })),
+            Decision::RetryScheduled {
+                run,
+                task,
+                attempt,
+                delay_ms,
+            } => Some(Effect::ArmRetry {
+                run: run.clone(),
+                task: task.clone(),
+                attempt: *attempt,
+                delay_ms: *delay_ms,
+            }),
+            Decision::DeadLettered { run, task, .. } => {
+                self.dead_letter(run, task).map(Effect::DeadLetter)
+            }
+            Decision::RunAccepted { .. }
+            | Decision::InputRejected { .. }
+            | Decision::TaskReady { .. }
+            | Decision::RunFinished { .. }
+            | Decision::ResultIgnored { .. } => None,
+        }
+    }
+
+    /// The assignment of an attempt, as its dispatch publishes it.
+    pub(super) fn assignment(
+        &self,
+        run: &RunId,
+        task: &TaskId,
+        attempt: Attempt,
+    ) -> Option<Assignment> {
+        let state = self.runs.get(run)?;
+        let index = state.index_of(task)?;
+        let spec = &state.plan.tasks[index];
+        Some(Assignment {
+            v: PROTOCOL_VERSION,
+            run: run.clone(),
+            task: task.clone(),
+            attempt,
+            capability: spec.capability.clone(),
+            input: spec.input.clone(),
+            upstream: state.upstream_outputs(index),
+            timeout_ms: spec.timeout_ms,
+        })
+    }
+
+    /// The dead letter of a dead-lettered task: its last assignment and every failure, as text.
+    pub(super) fn dead_letter(&self, run: &RunId, task: &TaskId) -> Option<DeadLetter> {
+        let state = self.runs.get(run)?;
+        let index = state.index_of(task)?;
+        let last = state.tasks[index].attempt;
+        Some(DeadLetter {
+            v: PROTOCOL_VERSION,
+            run: run.clone(),
+            task: task.clone(),
+            last_assignment: self.assignment(run, task, last)?,
+            errors: state.tasks[index]
+                .failures
+                .iter()
+                .map(|(attempt, cause)| AttemptError {
+                    attempt: *attempt,
+                    worker: cause.worker(),
+                    error: cause.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The effects owed by recorded decisions whose effects may not have been carried out,
+    /// as the state now stands: assignments of attempts still running, and dead letters.
+    pub fn owed_effect(&self, decision: &Decision) -> Option<Effect> {
+        match decision {
+            Decision::Dispatch {
+                run, task, attempt, ..
+            } if self.is_running(run, task, *attempt) => self.effect(decision),
+            Decision::DeadLettered { .. } => self.effect(decision),
+            _ => None,
         }
     }
 }

@@ -1,5 +1,5 @@
 use serde_json::json;
-use workforce_shared::{Outcome, PlanFormat, PlanLimits};
+use workforce_shared::{Outcome, PROTOCOL_VERSION, PlanFormat, PlanLimits};
 
 use super::*;
 
