@@ -476,9 +476,9 @@ fn earlier_runs_go_first_at_equal_priority() {
     assert!(matches!(&d[0], Decision::Dispatch { run, .. } if run.as_str() == "zzz"));
 }
 
-#[test]
-fn the_same_inputs_give_the_same_decisions() {
-    let inputs = [
+/// A diamond run on one worker of concurrency 2, with one retry: every kind of step.
+fn diamond_with_a_retry() -> Vec<Input> {
+    vec![
         Input::WorkerJoined {
             worker: id("w1"),
             capabilities: vec![id("c")],
@@ -498,7 +498,12 @@ fn the_same_inputs_give_the_same_decisions() {
         ok("x", 1),
         ok("b", 1),
         ok("d", 1),
-    ];
+    ]
+}
+
+#[test]
+fn the_same_inputs_give_the_same_decisions() {
+    let inputs = diamond_with_a_retry();
     let decide = || {
         let mut s = Scheduler::default();
         inputs.iter().flat_map(|i| s.apply(i)).collect::<Vec<_>>()
@@ -698,30 +703,13 @@ fn step_and_restore(inputs: &[Input]) -> (Scheduler, Scheduler) {
 
 #[test]
 fn restoring_recorded_decisions_rebuilds_the_same_state() {
-    let inputs = vec![
-        Input::WorkerJoined {
-            worker: id("w1"),
-            capabilities: vec![id("c")],
-            concurrency: 2,
-        },
-        Input::RunSubmitted {
-            run: run(),
-            plan: plan(DIAMOND),
-        },
-        failed("a", 1),
-        Input::RetryDue {
-            run: run(),
-            task: id("a"),
-            attempt: Attempt(2),
-        },
-        ok("a", 2),
-        ok("x", 1),
-    ];
+    let mut inputs = diamond_with_a_retry();
+    let future = inputs.split_off(6);
     let (mut live, mut restored) = step_and_restore(&inputs);
     assert_eq!(restored.run_view(&run()), live.run_view(&run()));
     assert_eq!(restored.running(), live.running());
     // And both decide the future alike.
-    for input in [ok("b", 1), ok("d", 1)] {
+    for input in future {
         assert_eq!(
             restored.step(input.clone()).decisions,
             live.step(input).decisions

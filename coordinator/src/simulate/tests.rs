@@ -157,6 +157,14 @@ fn a_thousand_seeds_with_faults_keep_every_invariant() {
     assert!(report.succeeded > 0 && report.failed > 0, "{report:?}");
 }
 
+/// Inserts an event into a log and numbers the events again.
+fn insert(log: &mut Vec<(EventSeq, Event)>, at: usize, event: Event) {
+    log.insert(at, (EventSeq(0), event));
+    for (i, (seq, _)) in log.iter_mut().enumerate() {
+        *seq = EventSeq(i as u64 + 1);
+    }
+}
+
 #[test]
 fn a_damaged_log_is_caught_naming_the_seed_and_the_invariant() {
     let plan = code_review();
@@ -171,10 +179,7 @@ fn a_damaged_log_is_caught_naming_the_seed_and_the_invariant() {
             .position(|(_, e)| matches!(e.entry, Entry::Decision(Decision::TaskCompleted { .. })))
             .expect("a completion");
         let copy = log[at].1.clone();
-        log.insert(at + 1, (EventSeq(0), copy));
-        for (i, (seq, _)) in log.iter_mut().enumerate() {
-            *seq = EventSeq(i as u64 + 1);
-        }
+        insert(log, at + 1, copy);
     })
     .expect_err("the damaged log must be caught");
     assert_eq!(err.seed, 77);
