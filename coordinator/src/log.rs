@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use workforce_shared::EventSeq;
 
@@ -229,10 +229,14 @@ impl EventLog {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(FORMAT)?.map(|v| v.value());
             check_format(&path, found)?;
+            let events = txn.open_table(EVENTS)?;
             if found.is_none() {
+                // Events with no format version were not written by this log: refuse them.
+                if !events.is_empty()? {
+                    return Err(LogError::WrongFormat { path, found: 0 });
+                }
                 meta.insert(FORMAT, FORMAT_VERSION)?;
             }
-            txn.open_table(EVENTS)?;
         }
         txn.commit()?;
         let next_seq = {
@@ -405,6 +409,25 @@ mod tests {
             assert!(text.contains("format version 1"), "{text}");
             assert!(text.contains("new data directory"), "{text}");
         }
+    }
+
+    #[test]
+    fn events_with_no_format_version_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = Database::create(dir.path().join(LOG_FILE)).expect("create");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(EVENTS)
+                .expect("events")
+                .insert(1, [0u8, 1, 2].as_slice())
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let err = EventLog::open(dir.path()).expect_err("no format");
+        assert!(
+            matches!(err, LogError::WrongFormat { found: 0, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Recovery: rebuilds the coordinator's state from its event log, deciding nothing again.
 //!
 //! A pure function of the events read from the log: every recorded step is restored as it
-//! was decided ([`Scheduler::restore`]), so a newer build finishes the runs an older one
-//! started under the rules recorded for them. What the log leaves owed comes back with the
+//! was decided ([`Scheduler::restore`]), never decided again, so a newer build opens a log an
+//! older one wrote and finishes its runs: what was decided stays as recorded, what is still to
+//! decide is decided by this build's rules. What the log leaves owed comes back with the
 //! state: the timers of attempts still running or backing off, and the publishes of decisions
 //! whose effects were not marked done.
 

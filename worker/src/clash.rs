@@ -7,7 +7,7 @@
 use async_nats::{RequestErrorKind, Subscriber};
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use workforce_shared::{Heartbeat, Subjects, decode, encode};
+use workforce_shared::{Heartbeat, Subjects, WorkerState, decode, encode};
 
 use crate::error::WorkerError;
 
@@ -135,10 +135,17 @@ async fn subscribe(
     Ok(subscriber)
 }
 
-/// A heartbeat of another process with this worker's id.
+/// A heartbeat of another live process with this worker's id. One that is draining or has
+/// stopped is on its way out (a rolling restart), not a rival.
 fn twin_in(payload: &[u8], me: &Heartbeat, max_bytes: usize) -> Option<Heartbeat> {
     match decode::<Heartbeat>(payload, max_bytes) {
-        Ok(other) if other.worker == me.worker && other.instance != me.instance => Some(other),
+        Ok(other)
+            if other.worker == me.worker
+                && other.instance != me.instance
+                && other.state == WorkerState::Ready =>
+        {
+            Some(other)
+        }
         Ok(_) => None,
         Err(error) => {
             tracing::debug!(%error, "ignoring a malformed heartbeat on this worker's subject");
@@ -191,7 +198,15 @@ mod tests {
         assert_eq!(twin_in(&bytes(&me), &me, 1 << 20), None, "its own echo");
         assert_eq!(twin_in(&bytes(&heartbeat("v", 2)), &me, 1 << 20), None);
         let twin = heartbeat("w", 2);
-        assert_eq!(twin_in(&bytes(&twin), &me, 1 << 20), Some(twin));
+        assert_eq!(twin_in(&bytes(&twin), &me, 1 << 20), Some(twin.clone()));
         assert_eq!(twin_in(b"garbage", &me, 1 << 20), None);
+        // A process on its way out (a rolling restart) is no rival.
+        for state in [WorkerState::Draining, WorkerState::Stopped] {
+            let leaving = Heartbeat {
+                state,
+                ..twin.clone()
+            };
+            assert_eq!(twin_in(&bytes(&leaving), &me, 1 << 20), None, "{state:?}");
+        }
     }
 }

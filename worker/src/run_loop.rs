@@ -43,6 +43,9 @@ pub(crate) struct RunLoop {
     /// Listens for the coordinator's stop requests, and for twins (other processes with this
     /// worker's id).
     control: JoinSet<()>,
+    /// The watch for twins, ended when draining: a process on its way out answers no probes,
+    /// so that its successor with the same id (a rolling restart) may start.
+    sentry: tokio::task::AbortHandle,
     /// This process's announcement, to compare twins with.
     me: Heartbeat,
     twins: mpsc::Receiver<Heartbeat>,
@@ -105,7 +108,7 @@ impl RunLoop {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let (stops, _) = broadcast::channel(256);
         let mut control = JoinSet::new();
-        control.spawn(sentry.instrument(tracing::info_span!("twins")));
+        let sentry = control.spawn(sentry.instrument(tracing::info_span!("twins")));
         control.spawn(
             listen_for_stops(
                 client.clone(),
@@ -135,6 +138,7 @@ impl RunLoop {
             pullers,
             puller_names,
             control,
+            sentry,
             me,
             twins,
             warned: BTreeSet::new(),
@@ -216,6 +220,7 @@ impl RunLoop {
     /// (they hand their assignments back). `Some` if a pull loop panicked.
     pub(crate) async fn drain(&mut self, grace: Duration) -> Option<WorkerError> {
         self.stop.send_replace(true);
+        self.sentry.abort();
         self.beat(WorkerState::Draining).await;
         tracing::info!(
             in_flight = self.attempts.len(),

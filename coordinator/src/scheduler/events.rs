@@ -312,19 +312,20 @@ impl Input {
     /// The variant's name as the log writes it, for reports and coverage checks.
     pub fn kind(&self) -> &'static str {
         match self {
-            Input::RunSubmitted { .. } => "run_submitted",
-            Input::ResultReceived { .. } => "result_received",
-            Input::RetryDue { .. } => "retry_due",
-            Input::WorkerJoined { .. } => "worker_joined",
-            Input::WorkerLeft { .. } => "worker_left",
-            Input::CancelRequested { .. } => "cancel_requested",
-            Input::AttemptTimedOut { .. } => "attempt_timed_out",
-            Input::PublishFailed { .. } => "publish_failed",
-            Input::CoordinatorStarted { .. } => "coordinator_started",
+            Input::RunSubmitted { .. } => Self::KINDS[0],
+            Input::ResultReceived { .. } => Self::KINDS[1],
+            Input::RetryDue { .. } => Self::KINDS[2],
+            Input::WorkerJoined { .. } => Self::KINDS[3],
+            Input::WorkerLeft { .. } => Self::KINDS[4],
+            Input::CancelRequested { .. } => Self::KINDS[5],
+            Input::AttemptTimedOut { .. } => Self::KINDS[6],
+            Input::PublishFailed { .. } => Self::KINDS[7],
+            Input::CoordinatorStarted { .. } => Self::KINDS[8],
         }
     }
 
-    /// Every variant's name, for checks that each appears somewhere.
+    /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
+    /// new variant needs a new name here (an index past the end does not compile).
     pub const KINDS: [&'static str; 9] = [
         "run_submitted",
         "result_received",
@@ -342,22 +343,23 @@ impl Decision {
     /// The variant's name as the log writes it, for reports and coverage checks.
     pub fn kind(&self) -> &'static str {
         match self {
-            Decision::RunAccepted { .. } => "run_accepted",
-            Decision::InputRejected { .. } => "input_rejected",
-            Decision::TaskReady { .. } => "task_ready",
-            Decision::Dispatch { .. } => "dispatch",
-            Decision::TaskCompleted { .. } => "task_completed",
-            Decision::StopAttempt { .. } => "stop_attempt",
-            Decision::AttemptFailed { .. } => "attempt_failed",
-            Decision::RetryScheduled { .. } => "retry_scheduled",
-            Decision::DeadLettered { .. } => "dead_lettered",
-            Decision::TaskCanceled { .. } => "task_canceled",
-            Decision::RunFinished { .. } => "run_finished",
-            Decision::ResultIgnored { .. } => "result_ignored",
+            Decision::RunAccepted { .. } => Self::KINDS[0],
+            Decision::InputRejected { .. } => Self::KINDS[1],
+            Decision::TaskReady { .. } => Self::KINDS[2],
+            Decision::Dispatch { .. } => Self::KINDS[3],
+            Decision::TaskCompleted { .. } => Self::KINDS[4],
+            Decision::StopAttempt { .. } => Self::KINDS[5],
+            Decision::AttemptFailed { .. } => Self::KINDS[6],
+            Decision::RetryScheduled { .. } => Self::KINDS[7],
+            Decision::DeadLettered { .. } => Self::KINDS[8],
+            Decision::TaskCanceled { .. } => Self::KINDS[9],
+            Decision::RunFinished { .. } => Self::KINDS[10],
+            Decision::ResultIgnored { .. } => Self::KINDS[11],
         }
     }
 
-    /// Every variant's name, for checks that each appears somewhere.
+    /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
+    /// new variant needs a new name here (an index past the end does not compile).
     pub const KINDS: [&'static str; 12] = [
         "run_accepted",
         "input_rejected",

@@ -204,11 +204,27 @@ impl Scheduler {
             Decision::RetryScheduled {
                 run, task, attempt, ..
             } => {
+                // Only right after the AttemptFailed of the attempt before.
                 let (state, index) = self.task_mut(kind, run, task)?;
+                let current = state.tasks[index].attempt;
+                let phase = &state.tasks[index].phase;
+                if *phase != (Phase::Running { attempt: current }) || current.next() != *attempt {
+                    return Err(out_of_order(kind, run, task, *attempt, phase));
+                }
                 state.tasks[index].phase = Phase::BackingOff { next: *attempt };
             }
-            Decision::DeadLettered { run, task, .. } => {
+            Decision::DeadLettered {
+                run,
+                task,
+                attempts,
+            } => {
+                // Only right after the AttemptFailed of its last attempt.
                 let (state, index) = self.task_mut(kind, run, task)?;
+                let current = state.tasks[index].attempt;
+                let phase = &state.tasks[index].phase;
+                if *phase != (Phase::Running { attempt: current }) || current.0 != *attempts {
+                    return Err(out_of_order(kind, run, task, current, phase));
+                }
                 state.tasks[index].phase = Phase::Failed;
                 state.first_failed.get_or_insert(index);
             }

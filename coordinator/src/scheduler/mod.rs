@@ -35,7 +35,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use workforce_shared::{
-    Attempt, Capability, Outcome, Plan, RunId, TaskId, TaskResult, WorkerId, retry_delay_ms,
+    Attempt, Capability, Outcome, RunId, TaskId, TaskResult, WorkerId, retry_delay_ms,
 };
 
 use run::{Phase, RunState};
@@ -141,10 +141,15 @@ impl Scheduler {
         }
     }
 
-    /// Records a decision: changes the state by it and collects the effect it owes.
+    /// Records a decision: changes the state by it and collects the effect it owes. A
+    /// decision that does not apply to the state is a bug of the deciding: it is dropped, not
+    /// recorded, so that the log never holds what recovery could not restore.
     fn emit(&mut self, input: &Input, decision: Decision, out: &mut Out) {
-        let evolved = self.evolve(input, &decision);
-        debug_assert!(evolved.is_ok(), "{decision:?} does not apply: {evolved:?}");
+        if let Err(error) = self.evolve(input, &decision) {
+            debug_assert!(false, "{decision:?} does not apply: {error}");
+            tracing::error!(%error, ?decision, "the scheduler made a decision its state cannot take; dropped");
+            return;
+        }
         if let Some(effect) = self.effect(&decision) {
             out.effects.push(effect);
         }
@@ -505,15 +510,5 @@ impl Scheduler {
 
     pub fn has_run(&self, run: &RunId) -> bool {
         self.runs.contains_key(run)
-    }
-
-    /// The rules a run was accepted under.
-    pub fn semantics_of(&self, run: &RunId) -> Option<u32> {
-        self.runs.get(run).map(|state| state.semantics)
-    }
-
-    /// The plan of a run, as submitted.
-    pub fn plan(&self, run: &RunId) -> Option<&Plan> {
-        self.runs.get(run).map(|state| &state.plan)
     }
 }

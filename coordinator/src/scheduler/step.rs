@@ -81,15 +81,6 @@ impl Timer {
             Timer::Deadline { run, task, attempt } => Input::AttemptTimedOut { run, task, attempt },
         }
     }
-
-    /// The attempt the timer is about.
-    pub fn attempt_key(&self) -> (&RunId, &TaskId, Attempt) {
-        match self {
-            Timer::RetryDue { run, task, attempt } | Timer::Deadline { run, task, attempt } => {
-                (run, task, *attempt)
-            }
-        }
-    }
 }
 
 /// What each decision owes, built from the state it leaves.

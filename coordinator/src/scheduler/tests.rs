@@ -1,5 +1,5 @@
 use serde_json::json;
-use workforce_shared::{Outcome, PROTOCOL_VERSION, PlanFormat, PlanLimits};
+use workforce_shared::{Outcome, PROTOCOL_VERSION, Plan, PlanFormat, PlanLimits};
 
 use super::*;
 
@@ -705,17 +705,33 @@ fn step_and_restore(inputs: &[Input]) -> (Scheduler, Scheduler) {
 fn restoring_recorded_decisions_rebuilds_the_same_state() {
     let mut inputs = diamond_with_a_retry();
     let future = inputs.split_off(6);
+    // A second run, timed out once and then canceled while it runs and waits.
+    inputs.extend([
+        Input::RunSubmitted {
+            run: id("r2"),
+            plan: plan(DIAMOND),
+        },
+        Input::AttemptTimedOut {
+            run: id("r2"),
+            task: id("a"),
+            attempt: Attempt(1),
+        },
+        Input::RetryDue {
+            run: id("r2"),
+            task: id("a"),
+            attempt: Attempt(2),
+        },
+        Input::CancelRequested { run: id("r2") },
+    ]);
     let (mut live, mut restored) = step_and_restore(&inputs);
-    assert_eq!(restored.run_view(&run()), live.run_view(&run()));
-    assert_eq!(restored.running(), live.running());
+    // The whole state: runs, ready sets, in-flight counts, workers (Debug of ordered maps).
+    assert_eq!(format!("{restored:?}"), format!("{live:?}"));
     // And both decide the future alike.
     for input in future {
-        assert_eq!(
-            restored.step(input.clone()).decisions,
-            live.step(input).decisions
-        );
+        let (a, b) = (restored.step(input.clone()), live.step(input));
+        assert_eq!(a.decisions, b.decisions);
     }
-    assert_eq!(restored.runs(), live.runs());
+    assert_eq!(format!("{restored:?}"), format!("{live:?}"));
 }
 
 #[test]
@@ -753,4 +769,22 @@ fn restore_refuses_decisions_the_state_cannot_take() {
         s.restore(&input, &[newer]),
         Err(RestoreError::NewerSemantics { .. })
     ));
+}
+
+#[test]
+fn every_variant_has_its_own_kind_named_as_the_log_tags_it() {
+    for kinds in [&Input::KINDS[..], &Decision::KINDS[..]] {
+        let distinct: std::collections::BTreeSet<_> = kinds.iter().collect();
+        assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
+    }
+    let input = Input::CancelRequested { run: run() };
+    let tagged = serde_json::to_value(&input).expect("json");
+    assert_eq!(tagged["input"], json!(input.kind()));
+    let decision = Decision::TaskReady {
+        run: run(),
+        task: id("t"),
+        attempt: Attempt(1),
+    };
+    let tagged = serde_json::to_value(&decision).expect("json");
+    assert_eq!(tagged["decision"], json!(decision.kind()));
 }

@@ -81,6 +81,9 @@ pub struct TaskView {
 pub struct RunView {
     pub run: RunId,
     pub name: String,
+    /// The scheduling rules the run was accepted under.
+    #[serde(default)]
+    pub semantics: u32,
     pub status: RunStatus,
     pub reason: Option<String>,
     pub tasks: Vec<TaskView>,
@@ -194,6 +197,7 @@ impl Scheduler {
         Some(RunView {
             run: state.id.clone(),
             name: state.plan.name.clone(),
+            semantics: state.semantics,
             status,
             reason,
             tasks,

@@ -30,8 +30,8 @@ pub enum CoordinatorError {
 }
 
 impl CoordinatorError {
-    /// Whether starting again later may succeed (the broker or a lock may come back) rather
-    /// than needing the operator to change something.
+    /// Whether starting again later may succeed (the broker may come back) rather than
+    /// needing the operator to change something (a locked or damaged log, a bad setting).
     pub fn is_retryable(&self) -> bool {
         match self {
             CoordinatorError::Connect(e) => e.is_retryable(),

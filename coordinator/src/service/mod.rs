@@ -125,20 +125,13 @@ impl Coordinator {
         let log = tokio::task::block_in_place(|| EventLog::open(&config.data))?;
         let contents = tokio::task::block_in_place(|| log.contents())?;
         let grace_ms = millis(config.attempt_grace);
-        // A result stored while the coordinator was down comes back within the results ack
-        // wait: read it before timing the attempt out.
+        // Deadlines get their floor once connected (below): recovery itself does not wait.
         let rule = DeadlineRule {
             grace_ms,
-            floor_ms: now_ms()
-                .saturating_add(millis(config.results_ack_wait))
-                .saturating_add(grace_ms),
+            floor_ms: 0,
         };
         let recovered = recover(&contents.events, contents.effects_done, rule)?;
         let scheduler = recovered.scheduler;
-        let mut timers = Timers::default();
-        for (due, timer) in recovered.timers {
-            timers.arm(due, timer);
-        }
         let mut ledger = Ledger::default();
         for effect in recovered.owed {
             match effect {
@@ -151,7 +144,7 @@ impl Coordinator {
             data = %config.data.display(),
             events = contents.events.len(),
             runs = scheduler.runs().len(),
-            timers = timers.len(),
+            timers = recovered.timers.len(),
             owed = ledger.len(),
             semantics = SEMANTICS_VERSION,
             "event log recovered"
@@ -163,6 +156,20 @@ impl Coordinator {
         let subjects = Subjects::new(config.prefix.clone());
         declare_streams(&js, &subjects, &config.stream_settings()).await?;
         let results = results_consumer(&js, &subjects, config.results_ack_wait).await?;
+        // A result stored while the coordinator was down comes back within the results ack
+        // wait from now, when the broker is reachable again: read it before timing the
+        // attempt out. Counted from here, not from the start, which may have waited for NATS.
+        let floor_ms = now_ms()
+            .saturating_add(millis(config.results_ack_wait))
+            .saturating_add(grace_ms);
+        let mut timers = Timers::default();
+        for (due, timer) in recovered.timers {
+            let due = match timer {
+                Timer::Deadline { .. } => due.max(floor_ms),
+                Timer::RetryDue { .. } => due,
+            };
+            timers.arm(due, timer);
+        }
         let liveness = Liveness::new(scheduler.workers(), config.worker_timeout, Instant::now());
         Ok(Self {
             config,

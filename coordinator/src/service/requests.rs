@@ -188,6 +188,7 @@ mod tests {
             view: RunView {
                 run: "r".parse().expect("id"),
                 name: "n".into(),
+                semantics: 1,
                 status: RunStatus::Succeeded,
                 reason: None,
                 tasks: vec![task],

@@ -52,6 +52,7 @@ impl Timers {
         fired
     }
 
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.due.len()
     }

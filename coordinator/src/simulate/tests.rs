@@ -191,48 +191,50 @@ fn a_damaged_log_is_caught_naming_the_seed_and_the_invariant() {
     assert!(text.starts_with("seed 77: "), "{text}");
     assert!(text.contains("one terminal outcome per task"), "{text}");
 
-    // A dispatch beyond capacity: one worker of concurrency 1, two dispatches in a row.
-    let err = check_seed(
-        &plan,
-        &SimConfig {
-            seed: 78,
-            workers: 1,
-            ..config
-        },
-        |log| {
-            let at = log
-                .iter()
-                .position(|(_, e)| matches!(e.entry, Entry::Decision(Decision::Dispatch { .. })))
-                .expect("a dispatch");
-            let Entry::Decision(Decision::Dispatch {
+    // A dispatch beyond capacity: one worker of concurrency 1, so each capability runs one
+    // task at a time. Once the root completes, w0 and w2 (capability "even") are ready and
+    // one is dispatched; dispatch the other beside it.
+    let fan = fan_plan(4);
+    let one_worker = SimConfig {
+        seed: 78,
+        workers: 1,
+        ..config
+    };
+    let err = check_seed(&fan, &one_worker, |log| {
+        let at = log
+            .iter()
+            .position(|(_, e)| {
+                matches!(&e.entry, Entry::Decision(Decision::Dispatch { capability, .. }) if capability.as_str() == "even")
+            })
+            .expect("a dispatch of an even task");
+        let Entry::Decision(Decision::Dispatch {
+            run,
+            task,
+            capability,
+            timeout_ms,
+            ..
+        }) = log[at].1.entry.clone()
+        else {
+            unreachable!()
+        };
+        let other: workforce_shared::TaskId =
+            (if task.as_str() == "w0" { "w2" } else { "w0" }).parse().expect("id");
+        let extra = Event {
+            at_ms: log[at].1.at_ms,
+            entry: Entry::Decision(Decision::Dispatch {
                 run,
+                task: other,
+                attempt: workforce_shared::Attempt::FIRST,
                 capability,
                 timeout_ms,
-                ..
-            }) = log[at].1.entry.clone()
-            else {
-                unreachable!()
-            };
-            let extra = Event {
-                at_ms: log[at].1.at_ms,
-                entry: Entry::Decision(Decision::Dispatch {
-                    run,
-                    task: "security".parse().expect("id"),
-                    attempt: workforce_shared::Attempt::FIRST,
-                    capability,
-                    timeout_ms,
-                }),
-            };
-            log.insert(at + 1, (EventSeq(0), extra));
-            for (i, (seq, _)) in log.iter_mut().enumerate() {
-                *seq = EventSeq(i as u64 + 1);
-            }
-        },
-    )
+            }),
+        };
+        insert(log, at + 1, extra);
+    })
     .expect_err("the damaged log must be caught");
     assert_eq!(err.seed, 78);
     assert!(
-        matches!(&err.problem, SeedProblem::Invariant(v) if v.invariant == Invariant::DispatchFollowsReadiness || v.invariant == Invariant::Capacity),
+        matches!(&err.problem, SeedProblem::Invariant(v) if v.invariant == Invariant::Capacity),
         "{err}"
     );
 }

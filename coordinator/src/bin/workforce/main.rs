@@ -32,7 +32,8 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  success; for `submit --wait` and `watch`, the run succeeded
   1  the run failed or was canceled (`submit --wait`, `watch`), the plan is invalid
-     (`validate`), or the log diverged (`replay`)
+     (`validate`), the log diverged or broke an invariant (`replay`), or a seed broke an
+     invariant (`simulate --seeds`)
   2  bad usage, or another error (an unreadable file, a plan the coordinator refused)
   3  no coordinator answered (within --timeout, or for --reconnect-for while following a
      run): the run's outcome is unknown, it may still be running";

@@ -12,7 +12,7 @@ use workforce_coordinator::invariants;
 use workforce_coordinator::log::{Entry, Event, EventLog};
 use workforce_coordinator::recovery::{DeadlineRule, recover};
 use workforce_coordinator::replay::{ReplayError, replay as replay_log};
-use workforce_coordinator::scheduler::SEMANTICS_VERSION;
+use workforce_coordinator::scheduler::{Decision, SEMANTICS_VERSION};
 use workforce_coordinator::simulate::{SimConfig, check_seeds, simulate as run_simulation};
 use workforce_shared::{Plan, PlanLimits, RunId};
 
@@ -111,15 +111,25 @@ pub fn replay(data: &Path, run: Option<&RunId>, json: bool) -> anyhow::Result<Ex
         return Ok(ExitCode::FAILURE);
     }
     let report = replayed?;
-    // How many of each kind of event the log holds.
+    // How many of each kind of event the log holds, and how many runs each rules version.
     let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut rules: BTreeMap<u32, u64> = BTreeMap::new();
     for (_, event) in events {
         let kind = match &event.entry {
             Entry::Input(input) => input.kind(),
-            Entry::Decision(decision) => decision.kind(),
+            Entry::Decision(decision) => {
+                if let Decision::RunAccepted { semantics, .. } = decision {
+                    *rules.entry(*semantics).or_default() += 1;
+                }
+                decision.kind()
+            }
         };
         *kinds.entry(kind).or_default() += 1;
     }
+    let rules_text: Vec<String> = rules
+        .iter()
+        .map(|(version, runs)| format!("{runs} under rules {version}"))
+        .collect();
     let not_redecided: Vec<String> = report.not_redecided.iter().map(|n| n.to_string()).collect();
     if json {
         outln!(
@@ -135,13 +145,19 @@ pub fn replay(data: &Path, run: Option<&RunId>, json: bool) -> anyhow::Result<Ex
                 "run_decisions": report.run_decisions,
                 "not_redecided": not_redecided,
                 "kinds": kinds,
+                "runs_by_semantics": rules,
                 "runs": report.runs,
             })
         )?;
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
-        "event log format {format}; this build decides under scheduling rules {SEMANTICS_VERSION}"
+        "event log format {format}; runs: {}; this build decides under scheduling rules {SEMANTICS_VERSION}",
+        if rules_text.is_empty() {
+            "none".to_owned()
+        } else {
+            rules_text.join(", ")
+        }
     )?;
     if not_redecided.is_empty() {
         outln!(
@@ -254,9 +270,10 @@ pub fn simulate_seeds(
             } else {
                 eprintln!("invariant violation: {failure}");
                 eprintln!(
-                    "  see it again with: workforce simulate {} --workers {} --seed {} --fail-rate {}{} --data DIR",
+                    "  see it again with: workforce simulate {} --workers {} --concurrency {} --seed {} --fail-rate {}{} --data DIR",
                     path.display(),
                     config.workers,
+                    config.concurrency,
                     failure.seed,
                     config.fail_rate,
                     if config.faults { " --faults" } else { "" }
