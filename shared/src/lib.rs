@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`ids`]: validated names and numeric newtypes (`RunId`, `TaskId`, `WorkerId`, `Capability`,
 //!   `Attempt`, `EventSeq`).
-//! - [`plan`]: parsing and validating a plan file (TOML or JSON) into a [`Plan`].
+//! - [`plan`]: parsing and validating a plan file (TOML or JSON) into a [`Plan`], and
+//!   substituting parameter values into the concrete plan a run records.
 //! - [`envelope`]: the messages on the wire (assignment, result, heartbeat, dead letter).
 //! - [`duration`]: serde for human-written durations ("30s") in config files.
 //! - [`codec`]: MessagePack with named fields, a version check and a size limit.
@@ -36,6 +37,9 @@ pub use envelope::{
     StopAttempt, TaskResult, WorkerState,
 };
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
-pub use plan::{Plan, PlanError, PlanFormat, PlanLimits, PlanProblem, RetryPolicy, TaskSpec};
+pub use plan::{
+    ParamError, ParamSpec, ParamValues, Plan, PlanError, PlanFormat, PlanLimits, PlanProblem,
+    RetryPolicy, TaskSpec,
+};
 pub use runtime::NatsServers;
 pub use subjects::{Prefix, Subjects};

@@ -2,8 +2,15 @@
 //!
 //! Validation collects every problem it finds (not just the first), each naming the task and,
 //! where the format allows, the line.
+//!
+//! A plan may declare parameters (`[params]`) that its task inputs reference as
+//! `{{ params.NAME }}`; [`Plan::with_params`] makes the concrete plan a run records (see
+//! [`params`]).
 
-use std::collections::BTreeMap;
+mod params;
+mod shape;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{Capability, NameError, TaskId};
+
+pub use params::{ParamError, ParamProblem, ParamSpec, ParamValues, ValuesError, is_identifier};
+use shape::{depth_of, find_cycle};
 
 /// Default limit on a task's `input`, encoded as JSON.
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 256 * 1024;
@@ -101,10 +111,15 @@ pub struct TaskSpec {
     pub timeout_ms: u64,
 }
 
-/// A validated plan: at least one task, unique ids, known dependencies, no cycle.
+/// A validated plan: at least one task, unique ids, known dependencies, no cycle, every
+/// parameter reference declared.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub name: String,
+    /// Declared parameters, by name. Empty in a concrete plan ([`Plan::with_params`]), which is
+    /// what a run records; absent from logs written before parameters existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, ParamSpec>,
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -119,6 +134,9 @@ pub enum PlanError {
     },
     #[error("{}", list_problems(problems))]
     Invalid { problems: Vec<PlanProblem> },
+    /// The plan is valid but the values given for its parameters do not fit it.
+    #[error(transparent)]
+    Params(#[from] ParamError),
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -144,6 +162,8 @@ pub struct PlanProblem {
     pub line: Option<usize>,
     /// The task it concerns, as written in the plan.
     pub task: Option<String>,
+    /// The parameter it concerns, as written in the plan.
+    pub param: Option<String>,
     pub kind: ProblemKind,
 }
 
@@ -151,14 +171,39 @@ pub struct PlanProblem {
 #[non_exhaustive]
 pub enum ProblemKind {
     Empty,
-    DuplicateId { first_line: Option<usize> },
-    UnknownDependency { dependency: String },
+    DuplicateId {
+        first_line: Option<usize>,
+    },
+    UnknownDependency {
+        dependency: String,
+    },
     SelfDependency,
-    Cycle { tasks: Vec<String> },
+    Cycle {
+        tasks: Vec<String>,
+    },
     InvalidName(NameError),
-    InputTooLarge { bytes: usize, limit: usize },
-    InputTooDeep { depth: usize, limit: usize },
-    InvalidSetting { field: String, message: String },
+    InputTooLarge {
+        bytes: usize,
+        limit: usize,
+    },
+    InputTooDeep {
+        depth: usize,
+        limit: usize,
+    },
+    InvalidSetting {
+        field: String,
+        message: String,
+    },
+    /// A parameter's name is not an identifier.
+    InvalidParamName,
+    /// An input references a parameter the plan does not declare.
+    UndeclaredParam {
+        name: String,
+    },
+    /// Text that starts like a reference (`{{ params.`) but is not `{{ params.NAME }}`.
+    MalformedParamReference {
+        text: String,
+    },
 }
 
 impl fmt::Display for PlanProblem {
@@ -168,6 +213,9 @@ impl fmt::Display for PlanProblem {
         }
         if let Some(task) = &self.task {
             write!(f, "task {task:?}: ")?;
+        }
+        if let Some(param) = &self.param {
+            write!(f, "parameter {param:?}: ")?;
         }
         match &self.kind {
             ProblemKind::Empty => write!(f, "the plan has no tasks"),
@@ -195,6 +243,18 @@ impl fmt::Display for PlanProblem {
                 "input nests {depth} levels deep, over the limit of {limit}"
             ),
             ProblemKind::InvalidSetting { field, message } => write!(f, "{field}: {message}"),
+            ProblemKind::InvalidParamName => write!(
+                f,
+                "not a parameter name: use letters, digits and _, not starting with a digit"
+            ),
+            ProblemKind::UndeclaredParam { name } => write!(
+                f,
+                "input references {{{{ params.{name} }}}}, which is not declared in [params]"
+            ),
+            ProblemKind::MalformedParamReference { text } => write!(
+                f,
+                "input has {text:?}, which is not a parameter reference like {{{{ params.NAME }}}}"
+            ),
         }
     }
 }
@@ -205,6 +265,8 @@ impl fmt::Display for PlanProblem {
 #[serde(deny_unknown_fields)]
 struct PlanFile {
     name: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, ParamSpec>,
     #[serde(default)]
     defaults: DefaultsFile,
     #[serde(default)]
@@ -261,6 +323,16 @@ impl Plan {
         validate(file, source, format, limits)
     }
 
+    /// Parses and validates a plan, then substitutes `values` into it: the concrete plan.
+    pub fn parse_with_params(
+        source: &str,
+        format: PlanFormat,
+        limits: &PlanLimits,
+        values: &ParamValues,
+    ) -> Result<Plan, PlanError> {
+        Ok(Plan::parse(source, format, limits)?.with_params(values, limits)?)
+    }
+
     /// Reads, parses and validates a plan file.
     pub fn load(path: &Path, limits: &PlanLimits) -> Result<Plan, LoadError> {
         let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
@@ -273,6 +345,20 @@ impl Plan {
                 source,
             }
         })
+    }
+
+    /// Reads, parses and validates a plan file, then substitutes `values`: the concrete plan.
+    pub fn load_with_params(
+        path: &Path,
+        limits: &PlanLimits,
+        values: &ParamValues,
+    ) -> Result<Plan, LoadError> {
+        Plan::load(path, limits)?
+            .with_params(values, limits)
+            .map_err(|source| LoadError::Plan {
+                path: path.display().to_string(),
+                source: source.into(),
+            })
     }
 
     pub fn task(&self, id: &TaskId) -> Option<&TaskSpec> {
@@ -389,6 +475,7 @@ fn validate(
         problems.push(PlanProblem {
             line: None,
             task: None,
+            param: None,
             kind,
         })
     };
@@ -409,6 +496,8 @@ fn validate(
     if file.tasks.is_empty() {
         plan_problem(ProblemKind::Empty);
     }
+    problems.extend(params::check_names(&file.params, source, format));
+    let declared: BTreeSet<&str> = file.params.keys().map(String::as_str).collect();
 
     let lines: Vec<Option<usize>> = file
         .tasks
@@ -425,6 +514,7 @@ fn validate(
             problems.push(PlanProblem {
                 line: lines[i],
                 task: Some(t.id.clone()),
+                param: None,
                 kind,
             })
         };
@@ -451,6 +541,9 @@ fn validate(
                 depth,
                 limit: MAX_INPUT_DEPTH,
             });
+        }
+        for kind in params::check_references(&t.input, &declared) {
+            problem(kind);
         }
         let retry = merge_retry(&default_retry, t.retry.as_ref()).map_err(&mut problem);
         let timeout_ms = match &t.timeout {
@@ -502,6 +595,7 @@ fn validate(
         problems.push(PlanProblem {
             line: at.and_then(|i| lines[i]),
             task: Some(first),
+            param: None,
             kind: ProblemKind::Cycle { tasks: cycle },
         });
     }
@@ -510,84 +604,9 @@ fn validate(
     }
     Ok(Plan {
         name: file.name.unwrap_or_else(|| "unnamed".to_owned()),
+        params: file.params,
         tasks,
     })
-}
-
-/// How deeply arrays and maps nest in `value` (a scalar is 0). Iterative: no recursion on
-/// input from outside.
-fn depth_of(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut stack = vec![(value, 0usize)];
-    while let Some((v, d)) = stack.pop() {
-        match v {
-            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
-            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
-        }
-        deepest = deepest.max(match v {
-            Value::Array(_) | Value::Object(_) => d + 1,
-            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => d,
-        });
-    }
-    deepest
-}
-
-/// A dependency cycle, as the ids along it with the first repeated at the end, or None.
-/// Deterministic: explores tasks and their needs in plan order.
-fn find_cycle(tasks: &[TaskSpec]) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        OnPath,
-        Done,
-    }
-    let position: BTreeMap<&TaskId, usize> =
-        tasks.iter().enumerate().map(|(i, t)| (&t.id, i)).collect();
-    let edges: Vec<Vec<usize>> = tasks
-        .iter()
-        .map(|t| {
-            t.needs
-                .iter()
-                .filter_map(|d| position.get(d).copied())
-                .collect()
-        })
-        .collect();
-    let mut mark = vec![Mark::New; tasks.len()];
-    for start in 0..tasks.len() {
-        if mark[start] != Mark::New {
-            continue;
-        }
-        // Stack of (node, next edge to explore); the path is the stack's nodes.
-        let mut stack = vec![(start, 0usize)];
-        mark[start] = Mark::OnPath;
-        while let Some(top) = stack.last_mut() {
-            let node = top.0;
-            if let Some(&dep) = edges[node].get(top.1) {
-                top.1 += 1;
-                match mark[dep] {
-                    Mark::New => {
-                        mark[dep] = Mark::OnPath;
-                        stack.push((dep, 0));
-                    }
-                    Mark::OnPath => {
-                        let from = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
-                        let mut cycle: Vec<String> = stack[from..]
-                            .iter()
-                            .map(|(n, _)| tasks[*n].id.to_string())
-                            .collect();
-                        cycle.push(tasks[dep].id.to_string());
-                        return Some(cycle);
-                    }
-                    Mark::Done => {}
-                }
-            } else {
-                mark[node] = Mark::Done;
-                stack.pop();
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -275,6 +275,7 @@ fn expected(case: &PlanCase) -> Plan {
         .collect();
     Plan {
         name: case.name.clone().unwrap_or_else(|| "unnamed".to_owned()),
+        params: Default::default(),
         tasks,
     }
 }
