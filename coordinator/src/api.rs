@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use workforce_shared::runtime::{self, ConnectError, NatsServers};
 use workforce_shared::subjects::ApiVerb;
 use workforce_shared::{
-    CodecError, Envelope, PROTOCOL_VERSION, PlanFormat, RunId, Subjects, decode, encode,
+    CodecError, Envelope, PROTOCOL_VERSION, ParamValues, PlanFormat, RunId, Subjects, decode,
+    encode,
 };
 
 use crate::scheduler::{RunSummary, RunView, WorkerView};
@@ -15,10 +16,14 @@ use crate::scheduler::{RunSummary, RunView, WorkerView};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
-    /// Submit a plan. The coordinator parses and validates the source itself.
+    /// Submit a plan. The coordinator parses and validates the source itself, substitutes
+    /// `params` into it and records the concrete plan.
     Submit {
         source: String,
         format: PlanFormat,
+        /// Values for the plan's parameters; absent from clients older than parameters.
+        #[serde(default, skip_serializing_if = "ParamValues::is_empty")]
+        params: ParamValues,
     },
     Status {
         run: RunId,
@@ -216,8 +221,18 @@ impl ApiClient {
         response.result.map_err(ClientError::Api)
     }
 
-    pub async fn submit(&self, source: String, format: PlanFormat) -> Result<RunId, ClientError> {
-        match self.call(Request::Submit { source, format }).await? {
+    pub async fn submit(
+        &self,
+        source: String,
+        format: PlanFormat,
+        params: ParamValues,
+    ) -> Result<RunId, ClientError> {
+        let request = Request::Submit {
+            source,
+            format,
+            params,
+        };
+        match self.call(request).await? {
             Reply::Submitted { run } => Ok(run),
             other => Err(unexpected("submit", &other)),
         }
@@ -263,5 +278,60 @@ fn unexpected(verb: &'static str, reply: &Reply) -> ClientError {
     ClientError::UnexpectedReply {
         verb,
         got: got.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn submit(params: ParamValues) -> ApiRequest {
+        ApiRequest {
+            v: PROTOCOL_VERSION,
+            request: Request::Submit {
+                source: "[[tasks]]".into(),
+                format: PlanFormat::Toml,
+                params,
+            },
+        }
+    }
+
+    /// A submit without values is encoded as clients older than parameters encoded it, and
+    /// what they send decodes with no values.
+    #[test]
+    fn submit_params_are_wire_compatible() {
+        #[derive(Serialize, Deserialize)]
+        #[serde(tag = "request", rename_all = "snake_case")]
+        enum OldRequest {
+            Submit { source: String, format: PlanFormat },
+        }
+        #[derive(Serialize, Deserialize)]
+        struct OldApiRequest {
+            v: u16,
+            request: OldRequest,
+        }
+        impl Envelope for OldApiRequest {
+            const KIND: &'static str = "API request";
+        }
+        let old = encode(&OldApiRequest {
+            v: PROTOCOL_VERSION,
+            request: OldRequest::Submit {
+                source: "[[tasks]]".into(),
+                format: PlanFormat::Toml,
+            },
+        })
+        .expect("encode");
+        let decoded: ApiRequest = decode(&old, 1 << 20).expect("decode");
+        assert_eq!(decoded, submit(ParamValues::new()));
+        assert_eq!(encode(&submit(ParamValues::new())).expect("encode"), old);
+
+        let mut params = ParamValues::new();
+        params.insert("repo", json!("."));
+        params.insert("focus", json!(["a", { "b": 1 }]));
+        let bytes = encode(&submit(params.clone())).expect("encode");
+        let decoded: ApiRequest = decode(&bytes, 1 << 20).expect("decode");
+        assert_eq!(decoded, submit(params));
     }
 }

@@ -385,7 +385,11 @@ impl Cluster {
     pub async fn submit(&self, plan: &str) -> anyhow::Result<RunId> {
         Ok(self
             .api
-            .submit(plan.to_owned(), workforce_shared::PlanFormat::Toml)
+            .submit(
+                plan.to_owned(),
+                workforce_shared::PlanFormat::Toml,
+                workforce_shared::ParamValues::new(),
+            )
             .await?)
     }
 

@@ -160,3 +160,127 @@ fn replay_checks_a_kept_simulation_log() {
     assert!(!out.status.success());
     assert!(text(&out).contains("no event log"), "{}", text(&out));
 }
+
+const PARAMETERIZED: &str = r#"name = "p"
+
+[params]
+repo = { default = ".", description = "the repository" }
+goal = { description = "what to look for" }
+
+[[tasks]]
+id = "a"
+capability = "c"
+input = { repo = "{{ params.repo }}", goal = "goal: {{ params.goal }}", n = "{{ params.goal }}" }
+"#;
+
+#[test]
+fn validate_lists_the_parameters_and_checks_values_when_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write(dir.path(), "p.toml", PARAMETERIZED);
+
+    let out = workforce(&["validate", &plan]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&out);
+    assert!(
+        listed.contains("PARAMETER  DEFAULT     DESCRIPTION"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("goal       (required)  what to look for"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("repo       \".\"         the repository"),
+        "{listed}"
+    );
+
+    let out = workforce(&["validate", &plan, "--param", "repo=src"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("missing a value for the required parameter \"goal\""),
+        "{}",
+        text(&out)
+    );
+
+    let out = workforce(&["validate", &plan, "--param", "goal=x", "--param", "rpeo=1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown parameter \"rpeo\": the plan declares goal, repo"),
+        "{}",
+        text(&out)
+    );
+
+    let out = workforce(&["validate", &plan, "--param", "goal"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("\"goal\" is not NAME=VALUE"),
+        "{}",
+        text(&out)
+    );
+
+    // --param overrides the file; a JSON value keeps its type whole, and is text inside text.
+    let values = write(
+        dir.path(),
+        "values.json",
+        r#"{"goal": "from the file", "repo": "src"}"#,
+    );
+    let out = workforce(&[
+        "validate",
+        &plan,
+        "--params",
+        &values,
+        "--param",
+        "goal=[1,2]",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        report["plan"]["tasks"][0]["input"],
+        serde_json::json!({ "repo": "src", "goal": "goal: [1,2]", "n": [1, 2] })
+    );
+    assert!(report["plan"].get("params").is_none(), "{report}");
+}
+
+#[test]
+fn validate_refuses_a_reference_to_an_undeclared_parameter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write(
+        dir.path(),
+        "ghost.toml",
+        "[[tasks]]\nid = \"a\"\ncapability = \"c\"\ninput = { x = \"{{ params.ghost }}\" }\n",
+    );
+    let out = workforce(&["validate", &plan]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "line 1: task \"a\": input references {{ params.ghost }}, which is not declared in [params]"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn submit_and_simulate_refuse_a_missing_value_before_any_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write(dir.path(), "p.toml", PARAMETERIZED);
+    // Nothing listens on port 1: the refusal comes before any connection.
+    let out = workforce(&["submit", &plan, "--nats", "nats://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("missing a value for the required parameter \"goal\""),
+        "{}",
+        text(&out)
+    );
+    for args in [&["--seed", "1"][..], &["--seeds", "1..3"]] {
+        let mut all = vec!["simulate", plan.as_str()];
+        all.extend_from_slice(args);
+        let out = workforce(&all);
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("\"goal\""), "{}", text(&out));
+        all.extend_from_slice(&["--param", "goal=find it"]);
+        let out = workforce(&all);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}

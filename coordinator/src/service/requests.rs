@@ -22,11 +22,16 @@ impl Coordinator {
             }
         };
         match request {
-            Request::Submit { source, format } => {
+            Request::Submit {
+                source,
+                format,
+                params,
+            } => {
                 let limits = PlanLimits {
                     max_input_bytes: self.config.max_input_bytes,
                 };
-                let result = match Plan::parse(&source, format, &limits) {
+                // The concrete plan is what the log records: replay needs no values.
+                let result = match Plan::parse_with_params(&source, format, &limits, &params) {
                     Err(e) => Err(ApiError::new(ApiErrorKind::InvalidPlan, e.to_string())),
                     Ok(plan) => new_run_id(&self.scheduler, at_ms).and_then(|run| {
                         let input = Input::RunSubmitted {

@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use workforce_coordinator::{ApiClient, ClientError};
 use workforce_shared::runtime::NatsServers;
 use workforce_shared::runtime::servers::DEFAULT_SERVER;
-use workforce_shared::{Prefix, RunId, Subjects};
+use workforce_shared::{ParamValues, Prefix, RunId, Subjects};
 
 /// The process's exit codes, as `--help` documents them.
 mod exit {
@@ -77,6 +78,42 @@ impl Coordinator {
     }
 }
 
+/// Values for a plan's `[params]`: the options of every command that reads a plan.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Plan parameters")]
+struct Params {
+    /// A value for the plan's parameter NAME; repeatable. VALUE is JSON when it parses as JSON
+    /// (3, true, ["a","b"], {"k":1}, "quoted"), else plain text (repo=. or goal=find the leak);
+    /// overrides the same name in --params
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = ParamValues::parse_assignment)]
+    param: Vec<(String, serde_json::Value)>,
+    /// A JSON file holding one object of parameter values, {"NAME": value, ...}
+    #[arg(long = "params", value_name = "FILE.json")]
+    params: Option<PathBuf>,
+}
+
+impl Params {
+    /// Whether any value was given (even an empty --params file).
+    fn given(&self) -> bool {
+        !self.param.is_empty() || self.params.is_some()
+    }
+
+    /// The values: the --params file's, then each --param over them.
+    fn values(&self) -> anyhow::Result<ParamValues> {
+        let mut values = match &self.params {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the --params file {}", path.display()))?;
+                ParamValues::from_json(&text)
+                    .with_context(|| format!("--params {}", path.display()))?
+            }
+            None => ParamValues::new(),
+        };
+        values.extend(self.param.iter().cloned().collect());
+        Ok(values)
+    }
+}
+
 /// How long to follow a run through a coordinator that does not answer.
 #[derive(Debug, Args)]
 struct Follow {
@@ -94,14 +131,17 @@ struct Follow {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a plan file (TOML or JSON) and summarize its tasks
+    /// Check a plan file (TOML or JSON) and summarize its tasks and parameters; given
+    /// parameter values, also check that they fit and summarize the concrete plan
     Validate {
         plan: PathBuf,
         /// Largest task input allowed, as JSON bytes
         #[arg(long, default_value_t = workforce_shared::plan::DEFAULT_MAX_INPUT_BYTES)]
         max_input_bytes: usize,
+        #[command(flatten)]
+        params: Params,
     },
-    /// Submit a plan; prints the run id
+    /// Submit a plan with values for its parameters; prints the run id
     Submit {
         plan: PathBuf,
         /// Follow the run to its end; exit 0 if it succeeds, 1 if it fails
@@ -109,6 +149,8 @@ enum Command {
         wait: bool,
         #[command(flatten)]
         follow: Follow,
+        #[command(flatten)]
+        params: Params,
         #[command(flatten)]
         coordinator: Coordinator,
     },
@@ -181,6 +223,8 @@ enum Command {
         /// Keep the event log in this directory (default: a temporary one)
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        #[command(flatten)]
+        params: Params,
     },
 }
 
@@ -218,7 +262,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate {
             plan,
             max_input_bytes,
-        } => offline::validate(&plan, max_input_bytes, json),
+            params,
+        } => {
+            let values = params.given().then(|| params.values()).transpose()?;
+            offline::validate(&plan, max_input_bytes, values.as_ref(), json)
+        }
         Command::Replay { data, run } => offline::replay(&data, run.as_ref(), json),
         Command::Simulate {
             plan,
@@ -229,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fail_rate,
             concurrency,
             data,
+            params,
         } => {
             let config = workforce_coordinator::simulate::SimConfig {
                 workers,
@@ -238,19 +287,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 faults,
                 ..Default::default()
             };
+            let values = params.values()?;
             match seeds {
-                Some(seeds) => offline::simulate_seeds(&plan, config, seeds, json),
-                None => offline::simulate(&plan, config, data.as_deref(), json),
+                Some(seeds) => offline::simulate_seeds(&plan, &values, config, seeds, json),
+                None => offline::simulate(&plan, &values, config, data.as_deref(), json),
             }
         }
         Command::Submit {
             plan,
+            params,
             wait,
             follow,
             coordinator,
         } => {
             let wait = wait.then_some(follow.reconnect_for);
-            online::submit(&coordinator.connect().await?, &plan, wait, json).await
+            let values = params.values()?;
+            let submission = online::Submission::read(&plan, values)?;
+            online::submit(&coordinator.connect().await?, submission, wait, json).await
         }
         Command::Status { run, coordinator } => {
             online::status(&coordinator.connect().await?, &run, json).await

@@ -14,13 +14,25 @@ use workforce_coordinator::recovery::{DeadlineRule, recover};
 use workforce_coordinator::replay::{ReplayError, replay as replay_log};
 use workforce_coordinator::scheduler::{Decision, SEMANTICS_VERSION};
 use workforce_coordinator::simulate::{SimConfig, check_seeds, simulate as run_simulation};
-use workforce_shared::{Plan, PlanLimits, RunId};
+use workforce_shared::{ParamValues, Plan, PlanLimits, RunId};
 
 use crate::out::outln;
 use crate::render;
 
-pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let plan = match Plan::load(path, &PlanLimits { max_input_bytes }) {
+/// Checks a plan; with `values`, also substitutes them and summarizes the concrete plan,
+/// else lists the plan's parameters.
+pub fn validate(
+    path: &Path,
+    max_input_bytes: usize,
+    values: Option<&ParamValues>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let limits = PlanLimits { max_input_bytes };
+    let loaded = match values {
+        Some(values) => Plan::load_with_params(path, &limits, values),
+        None => Plan::load(path, &limits),
+    };
+    let plan = match loaded {
         Ok(plan) => plan,
         Err(e) => {
             if json {
@@ -44,8 +56,13 @@ pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Resu
         .map(|(c, n)| format!("{c} ({n})"))
         .collect();
     outln!(
-        "plan {:?} is valid: {} task(s); capabilities: {}",
+        "plan {:?} is valid{}: {} task(s); capabilities: {}",
         plan.name,
+        if values.is_some() {
+            " with these parameter values"
+        } else {
+            ""
+        },
         plan.tasks.len(),
         caps.join(", ")
     )?;
@@ -75,6 +92,23 @@ pub fn validate(path: &Path, max_input_bytes: usize, json: bool) -> anyhow::Resu
         ],
         &rows,
     );
+    if !plan.params.is_empty() {
+        outln!("parameters (give values with --param NAME=VALUE or --params FILE.json):")?;
+        let rows: Vec<Vec<String>> = plan
+            .params
+            .iter()
+            .map(|(name, spec)| {
+                vec![
+                    name.clone(),
+                    spec.default
+                        .as_ref()
+                        .map_or_else(|| "(required)".to_owned(), ToString::to_string),
+                    spec.description.clone(),
+                ]
+            })
+            .collect();
+        render::table(&["PARAMETER", "DEFAULT", "DESCRIPTION"], &rows);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,12 +258,13 @@ fn check_sim_config(config: &SimConfig) -> anyhow::Result<()> {
 
 pub fn simulate_seeds(
     path: &Path,
+    values: &ParamValues,
     config: SimConfig,
     seeds: Seeds,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     check_sim_config(&config)?;
-    let plan = Plan::load(path, &PlanLimits::default())?;
+    let plan = Plan::load_with_params(path, &PlanLimits::default(), values)?;
     match check_seeds(&plan, &config, seeds.0.clone()) {
         Ok(report) => {
             if json {
@@ -270,8 +305,9 @@ pub fn simulate_seeds(
             } else {
                 eprintln!("invariant violation: {failure}");
                 eprintln!(
-                    "  see it again with: workforce simulate {} --workers {} --concurrency {} --seed {} --fail-rate {}{} --data DIR",
+                    "  see it again with: workforce simulate {}{} --workers {} --concurrency {} --seed {} --fail-rate {}{} --data DIR",
                     path.display(),
+                    param_args(values),
                     config.workers,
                     config.concurrency,
                     failure.seed,
@@ -284,14 +320,37 @@ pub fn simulate_seeds(
     }
 }
 
+/// `values` as `--param` options for a shell, each single-quoted and read back as the same
+/// value: a string as plain text unless that text would parse as JSON.
+fn param_args(values: &ParamValues) -> String {
+    values
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(s)
+                    if serde_json::from_str::<serde_json::Value>(s).is_err() =>
+                {
+                    s.clone()
+                }
+                other => other.to_string(),
+            };
+            format!(
+                " --param '{}'",
+                format!("{name}={text}").replace('\'', "'\\''")
+            )
+        })
+        .collect()
+}
+
 pub fn simulate(
     path: &Path,
+    values: &ParamValues,
     config: SimConfig,
     data: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     check_sim_config(&config)?;
-    let plan = Plan::load(path, &PlanLimits::default())?;
+    let plan = Plan::load_with_params(path, &PlanLimits::default(), values)?;
     let temporary;
     let dir = match data {
         Some(dir) => dir,

@@ -1,32 +1,62 @@
 //! Commands that ask the coordinator: submit, status, runs, workers, cancel.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
 use workforce_coordinator::ApiClient;
-use workforce_shared::{Plan, PlanFormat, PlanLimits, RunId};
+use workforce_shared::{ParamValues, Plan, PlanFormat, PlanLimits, RunId};
 
 use crate::out::outln;
 use crate::{render, watch};
 
+/// A plan file and values for its parameters, checked here before NATS is involved.
+#[derive(Debug)]
+pub struct Submission {
+    path: PathBuf,
+    source: String,
+    format: PlanFormat,
+    values: ParamValues,
+}
+
+impl Submission {
+    /// Reads the plan and checks it, and the values against it, for a quick, precise error;
+    /// the coordinator checks again (with its own limits) and substitutes itself.
+    pub fn read(path: &Path, values: ParamValues) -> anyhow::Result<Self> {
+        let source = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read plan {}", path.display()))?;
+        let format = PlanFormat::detect(path, &source);
+        let limits = PlanLimits::default();
+        Plan::parse(&source, format, &limits)
+            .with_context(|| format!("{} is not a valid plan", path.display()))?
+            .with_params(&values, &limits)
+            .with_context(|| format!("cannot submit {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            source,
+            format,
+            values,
+        })
+    }
+}
+
 pub async fn submit(
     api: &ApiClient,
-    path: &Path,
+    submission: Submission,
     wait: Option<Duration>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let source = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read plan {}", path.display()))?;
-    let format = PlanFormat::detect(path, &source);
-    // Check locally first for a quick, precise error; the coordinator checks again.
-    Plan::parse(&source, format, &PlanLimits::default())
-        .with_context(|| format!("{} is not a valid plan", path.display()))?;
+    let Submission {
+        path,
+        source,
+        format,
+        values,
+    } = submission;
     // Not retried: a submit that timed out may have been accepted, and a retry would start a
     // second run.
-    let run = api.submit(source, format).await?;
+    let run = api.submit(source, format, values).await?;
     let Some(reconnect_for) = wait else {
         if json {
             outln!("{}", json!({ "run": run }))?;
