@@ -4,9 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use workforce_coordinator::ClientError;
+use workforce_coordinator::api::ApiErrorKind;
 use workforce_coordinator::log::Entry;
 use workforce_coordinator::scheduler::{Decision, Input, RunStatus, TaskStatus};
-use workforce_shared::{DeadLetter, Outcome, TaskResult, decode};
+use workforce_shared::{DeadLetter, Outcome, ParamValues, PlanFormat, TaskResult, decode};
 use workforce_tests::harness::{Cluster, WorkerSpec, decisions};
 
 const ECHO: &str = "sleep 0.2; cat";
@@ -292,5 +294,95 @@ async fn a_second_coordinator_on_the_same_data_directory_fails_fast() -> anyhow:
     assert!(output.contains("in use by another process"), "{output}");
     // The first one is unharmed.
     assert!(cluster.api.runs().await?.is_empty());
+    Ok(())
+}
+
+/// `workforce submit --param`, as an operator runs it: the log records the concrete plan, and
+/// the worker receives the substituted input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameterized_plan_runs_and_the_log_records_its_values() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 1, &[("alpha", ECHO)])]).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("params.toml");
+    std::fs::write(
+        &path,
+        r#"name = "parameterized"
+
+[params]
+repo = { default = ".", description = "the repository" }
+goal = { description = "what to look for" }
+focus = { default = ["security"] }
+
+[[tasks]]
+id = "one"
+capability = "alpha"
+input = { repo = "{{ params.repo }}", goal = "Goal: {{ params.goal }}", focus = "{{ params.focus }}" }
+"#,
+    )?;
+    let out = tokio::process::Command::new(workforce_tests::harness::bin("workforce"))
+        .arg("--json")
+        .arg("submit")
+        .arg(&path)
+        .args([
+            "--param",
+            "goal=find the leak",
+            "--param",
+            r#"focus=["tests","docs"]"#,
+        ])
+        .args(["--nats", &cluster.nats.url, "--prefix"])
+        .arg(cluster.subjects.prefix().to_string())
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "submit failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let submitted: Value = serde_json::from_slice(&out.stdout)?;
+    let run = submitted["run"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no run in {submitted}"))?
+        .parse()?;
+    let view = cluster.finish(&run, Duration::from_secs(60)).await?;
+    assert_eq!(view.status, RunStatus::Succeeded, "{view:#?}");
+    let expected =
+        json!({ "repo": ".", "goal": "Goal: find the leak", "focus": ["tests", "docs"] });
+    let output = view.tasks[0].output.clone().unwrap_or(Value::Null);
+    assert_eq!(
+        output["input"], expected,
+        "the worker got the concrete input"
+    );
+
+    // The coordinator checks the values itself, whatever the client did.
+    let source = std::fs::read_to_string(&path)?;
+    match cluster
+        .api
+        .submit(source, PlanFormat::Toml, ParamValues::new())
+        .await
+    {
+        Err(ClientError::Api(e)) => {
+            assert_eq!(e.kind, ApiErrorKind::InvalidPlan);
+            assert!(
+                e.message
+                    .contains("missing a value for the required parameter \"goal\""),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("a submit without the required value: {other:?}"),
+    }
+
+    let events = cluster.stop_and_check().await?;
+    let recorded: Vec<_> = events
+        .iter()
+        .filter_map(|(_, e)| match &e.entry {
+            Entry::Input(Input::RunSubmitted { plan, .. }) => Some(plan.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded.len(), 1);
+    assert!(recorded[0].params.is_empty(), "{:?}", recorded[0].params);
+    assert_eq!(recorded[0].tasks[0].input, expected);
     Ok(())
 }
