@@ -163,7 +163,8 @@ _up state:
 
     # Each capability is an agent script run from the repository root (see examples/README.md):
     # the planner and synthesizer on worker-1, two analysts each on worker-2 and worker-3, and
-    # the roadmap's `survey` on all three.
+    # the roadmap's `survey` on all three; bug-investigation's `locate` on worker-2 and
+    # research's `gather` on worker-3.
     worker() {
         local id=$1
         shift
@@ -175,8 +176,8 @@ _up state:
             --grace-period 10s --workdir {{ quote(root) }} "${serve[@]}"
     }
     worker worker-1 planner synthesize survey
-    worker worker-2 security tests survey
-    worker worker-3 docs performance survey
+    worker worker-2 security tests survey locate
+    worker worker-3 docs performance survey gather
     wait_for "3 workers in \`workforce workers\`" workers_listed
 
     trap - INT TERM

@@ -62,6 +62,38 @@ task_flat() {
     printf '%s' "$TASK_JSON" | awk -v mode=flat -v unquote=1 -f "$AGENTS_DIR/json.awk"
 }
 
+# input_list KEY: the strings of the list input.KEY, one per line (nothing if absent or empty).
+input_list() {
+    task_flat | awk -F '\t' -v key="$1" '
+        { n = split($1, p, ".") }
+        n == 3 && p[1] == "input" && p[2] == key && p[3] ~ /^[0-9]+$/ { print $2 }
+    '
+}
+
+# focus_files FIND_ARGS...: the files under input.focus (paths relative to the repository;
+# default the whole repository) that match FIND_ARGS (e.g. -name '*.rs'), sorted, without
+# build output and tool directories. A focus path outside the repository stops the agent;
+# a missing one is skipped (the agent reports it).
+focus_files() {
+    _focus=$(input_list focus)
+    [ -n "$_focus" ] || _focus=.
+    while IFS= read -r _p; do
+        case $_p in /* | ../* | */../* | *..) fail 100 "input.focus: '$_p' is outside the repository" ;; esac
+    done <<EOF
+$_focus
+EOF
+    printf '%s\n' "$_focus" | while IFS= read -r _p; do
+        [ -e "$_p" ] || continue
+        find "$_p" \( -name target -o -name .git -o -name .tools -o -name .run -o -name node_modules \) \
+            -prune -o -type f \( "$@" \) -print
+    done | sed 's|^\./||' | LC_ALL=C sort -u
+}
+
+# missing_focus: the input.focus paths that do not exist, one per line.
+missing_focus() {
+    input_list focus | while IFS= read -r _p; do [ -e "$_p" ] || printf '%s\n' "$_p"; done
+}
+
 # awk source defining jq(s): s as a JSON string literal. Prepend it to an awk program.
 AWK_JQ='
 BEGIN {

@@ -1,15 +1,16 @@
 #!/bin/sh
 # planner: surveys the repository's Rust sources and decides what each analyst looks at.
 #
-# input:  repo (default "."), goal (free text, echoed back)
+# input:  repo (default "."), goal (free text, echoed back), focus (paths to review, relative to
+#         repo; default or [] the whole repository)
 # output: totals, per-crate sizes, every file with its line count, the largest files, and
 #         `scope.<analyst>`: the files each of security, tests, docs and performance reviews.
 . "$(dirname -- "$0")/lib.sh"
 read_task
 
 goal=$(task_text input.goal "Review the repository")
-files=$(rust_files)
-[ -n "$files" ] || fail 100 "no .rs files under '$REPO': is input.repo the repository root?"
+files=$(focus_files -name '*.rs')
+[ -n "$files" ] || fail 100 "no .rs files under '$REPO' in input.focus ($(input_list focus | paste -sd, -)): is input.repo the repository root?"
 
 # path<TAB>lines<TAB>crate, in path order.
 table=$(printf '%s\n' "$files" | while IFS= read -r f; do

@@ -37,7 +37,12 @@ fn example(name: &str) -> String {
 
 #[test]
 fn validate_accepts_the_example_plans() {
-    for plan in ["code-review.toml", "roadmap.toml"] {
+    for plan in [
+        "code-review.toml",
+        "roadmap.toml",
+        "bug-investigation.toml",
+        "research.toml",
+    ] {
         let out = workforce(&["validate", &example(plan)]);
         assert!(out.status.success(), "{plan}: {}", text(&out));
         assert!(text(&out).contains("is valid"), "{}", text(&out));
