@@ -141,22 +141,12 @@ pub fn is_identifier(name: &str) -> bool {
 
 /// Why values cannot be substituted into a plan; every problem is listed.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", list_problems(problems))]
+#[error(
+    "{}",
+    super::list_problems("the parameter values do not fit the plan", problems)
+)]
 pub struct ParamError {
     pub problems: Vec<ParamProblem>,
-}
-
-fn list_problems(problems: &[ParamProblem]) -> String {
-    let mut out = format!(
-        "the parameter values do not fit the plan ({} problem{}):",
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
-    );
-    for p in problems {
-        out.push_str("\n  ");
-        out.push_str(&p.to_string());
-    }
-    out
 }
 
 #[derive(Clone, Debug, PartialEq)]
