@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{Capability, NameError, TaskId};
+use crate::ids::{Capability, TaskId};
 
 pub use params::{ParamError, ParamProblem, ParamSpec, ParamValues, ValuesError, is_identifier};
 pub use problem::{PlanProblem, ProblemKind};
