@@ -266,6 +266,26 @@ pub enum LoadError {
     },
 }
 
+/// What is wrong with a task's input against the limits: too large, or nested too deep.
+fn input_problems(input: &Value, limits: &PlanLimits) -> Vec<ProblemKind> {
+    let mut problems = Vec::new();
+    let bytes = serde_json::to_vec(input).map_or(0, |v| v.len());
+    if bytes > limits.max_input_bytes {
+        problems.push(ProblemKind::InputTooLarge {
+            bytes,
+            limit: limits.max_input_bytes,
+        });
+    }
+    let depth = depth_of(input);
+    if depth > MAX_INPUT_DEPTH {
+        problems.push(ProblemKind::InputTooDeep {
+            depth,
+            limit: MAX_INPUT_DEPTH,
+        });
+    }
+    problems
+}
+
 fn line_of_offset(source: &str, offset: usize) -> usize {
     source
         .get(..offset)
@@ -411,19 +431,8 @@ fn validate(
         let id = TaskId::new(t.id.as_str()).map_err(|e| problem(ProblemKind::InvalidName(e)));
         let capability = Capability::new(t.capability.as_str())
             .map_err(|e| problem(ProblemKind::InvalidName(e)));
-        let input_bytes = serde_json::to_vec(&t.input).map_or(0, |v| v.len());
-        if input_bytes > limits.max_input_bytes {
-            problem(ProblemKind::InputTooLarge {
-                bytes: input_bytes,
-                limit: limits.max_input_bytes,
-            });
-        }
-        let depth = depth_of(&t.input);
-        if depth > MAX_INPUT_DEPTH {
-            problem(ProblemKind::InputTooDeep {
-                depth,
-                limit: MAX_INPUT_DEPTH,
-            });
+        for kind in input_problems(&t.input, limits) {
+            problem(kind);
         }
         for kind in params::check_references(&t.input, &declared) {
             problem(kind);

@@ -28,6 +28,16 @@ fn code_review() -> Plan {
     Plan::load(std::path::Path::new(path), &PlanLimits::default()).expect("example plan")
 }
 
+/// What `workforce simulate … --workers 3 --fail-rate 0.3 --faults` runs.
+fn with_faults() -> SimConfig {
+    SimConfig {
+        workers: 3,
+        fail_rate: 0.3,
+        faults: true,
+        ..SimConfig::default()
+    }
+}
+
 fn count(log: &[(EventSeq, Event)], pick: impl Fn(&Entry) -> bool) -> usize {
     log.iter().filter(|(_, e)| pick(&e.entry)).count()
 }
@@ -101,12 +111,7 @@ fn a_run_with_no_failures_completes_every_task_once() {
 #[test]
 fn faults_reach_the_log_timeouts_included() {
     let plan = code_review();
-    let config = SimConfig {
-        workers: 3,
-        fail_rate: 0.3,
-        faults: true,
-        ..SimConfig::default()
-    };
+    let config = with_faults();
     let mut seen = FaultCounts::default();
     let (mut timed_out, mut restarts) = (0, 0);
     for seed in 1..=200 {
@@ -145,12 +150,7 @@ fn faults_reach_the_log_timeouts_included() {
 #[test]
 fn a_thousand_seeds_with_faults_keep_every_invariant() {
     let plan = code_review();
-    let config = SimConfig {
-        workers: 3,
-        fail_rate: 0.3,
-        faults: true,
-        ..SimConfig::default()
-    };
+    let config = with_faults();
     let report = check_seeds(&plan, &config, 1..=1000).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.runs, 1000);
     assert!(report.faults.total() > 1000, "{report}");

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{MAX_INPUT_DEPTH, Plan, PlanFormat, PlanLimits, PlanProblem, ProblemKind, depth_of};
+use super::{Plan, PlanFormat, PlanLimits, PlanProblem, ProblemKind};
 
 /// A declared parameter. Without a default, a value is required.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -229,19 +229,8 @@ impl Plan {
                     kind,
                 }))
             };
-            let bytes = serde_json::to_vec(&task.input).map_or(0, |v| v.len());
-            if bytes > limits.max_input_bytes {
-                problem(ProblemKind::InputTooLarge {
-                    bytes,
-                    limit: limits.max_input_bytes,
-                });
-            }
-            let depth = depth_of(&task.input);
-            if depth > MAX_INPUT_DEPTH {
-                problem(ProblemKind::InputTooDeep {
-                    depth,
-                    limit: MAX_INPUT_DEPTH,
-                });
+            for kind in super::input_problems(&task.input, limits) {
+                problem(kind);
             }
         }
         if !problems.is_empty() {
