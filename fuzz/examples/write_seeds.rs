@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         input: json!({"paths": ["src"], "depth": 3, "ratio": 0.5, "deep": {"x": null, "ok": true}}),
         upstream: BTreeMap::from([(TaskId::new("plan")?, json!("text"))]),
         timeout_ms: 60_000,
+        upstream_errors: Default::default(),
     };
     let result = |attempt, outcome| TaskResult {
         v: PROTOCOL_VERSION,
@@ -40,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write(
         &dir,
         "seed-result-succeeded",
-        &result(1, Outcome::Succeeded { output }),
+        &result(1, Outcome::succeeded(output)),
     )?;
     let error = "exit status 1".to_owned();
     let failed = Outcome::Failed {

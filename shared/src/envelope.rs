@@ -11,6 +11,11 @@ use crate::ids::{Attempt, Capability, RunId, TaskId, WorkerId};
 
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// The newest version of [`TaskResult`]: version 2 added `spawn` and `branch` to a succeeded
+/// outcome. A result carries the lowest version that holds it ([`Outcome::version`]), so a
+/// worker that neither spawns nor branches stays readable by coordinators that read only 1.
+pub const RESULT_VERSION: u16 = 2;
+
 /// One attempt of one task, published by the coordinator to `<prefix>.tasks.<capability>`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
@@ -20,10 +25,31 @@ pub struct Assignment {
     pub attempt: Attempt,
     pub capability: Capability,
     pub input: Value,
-    /// Outputs of the tasks this one needs, by task id.
+    /// Outputs of the tasks this one waits for that completed, by task id: the tasks it needs
+    /// and everything they spawned.
     pub upstream: BTreeMap<TaskId, Value>,
     /// How long the worker lets the attempt run before failing it.
     pub timeout_ms: u64,
+    /// The tasks this one waits for that failed, were canceled or were skipped, with why; only
+    /// a task whose trigger rule runs it past them has any. Absent when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream_errors: BTreeMap<TaskId, UpstreamError>,
+}
+
+/// How an upstream task that did not complete ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamError {
+    pub status: UpstreamStatus,
+    /// Why, in words: its last error, or the reason it was canceled or skipped.
+    pub error: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamStatus {
+    Failed,
+    Canceled,
+    Skipped,
 }
 
 impl Envelope for Assignment {
@@ -36,12 +62,43 @@ impl Envelope for Assignment {
 pub enum Outcome {
     Succeeded {
         output: Value,
+        /// Tasks to add to the run, each in a plan's task shape (protocol version 2).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        spawn: Vec<Value>,
+        /// Which of the tasks that need this one run; the others are skipped (protocol
+        /// version 2). `None`: all of them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<Vec<String>>,
     },
     /// `permanent` failures are not retried.
     Failed {
         error: String,
         permanent: bool,
     },
+}
+
+impl Outcome {
+    /// Success with an output alone.
+    pub fn succeeded(output: Value) -> Self {
+        Outcome::Succeeded {
+            output,
+            spawn: Vec::new(),
+            branch: None,
+        }
+    }
+
+    /// Whether it spawns or branches: what version 1 cannot carry.
+    pub fn grows(&self) -> bool {
+        match self {
+            Outcome::Succeeded { spawn, branch, .. } => !spawn.is_empty() || branch.is_some(),
+            Outcome::Failed { .. } => false,
+        }
+    }
+
+    /// The lowest result version that carries it.
+    pub fn version(&self) -> u16 {
+        if self.grows() { RESULT_VERSION } else { PROTOCOL_VERSION }
+    }
 }
 
 /// The result of one attempt, published by a worker to `<prefix>.results.<run>.<task>`.
@@ -59,6 +116,7 @@ pub struct TaskResult {
 
 impl Envelope for TaskResult {
     const KIND: &'static str = "result";
+    const READS: &'static [u16] = &[PROTOCOL_VERSION, RESULT_VERSION];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +229,13 @@ mod tests {
             input: json!({"paths": ["src"], "depth": 3, "deep": {"x": null}}),
             upstream: BTreeMap::from([(TaskId::new("plan").expect("task"), json!("text"))]),
             timeout_ms: 60_000,
+            upstream_errors: BTreeMap::from([(
+                TaskId::new("lint").expect("task"),
+                UpstreamError {
+                    status: UpstreamStatus::Skipped,
+                    error: "not chosen".into(),
+                },
+            )]),
         }
     }
 
@@ -196,8 +261,11 @@ mod tests {
     #[test]
     fn results_round_trip_both_outcomes() {
         for outcome in [
+            Outcome::succeeded(json!({"findings": [1, 2]})),
             Outcome::Succeeded {
-                output: json!({"findings": [1, 2]}),
+                output: json!(null),
+                spawn: vec![json!({"id": "a", "capability": "c"})],
+                branch: Some(vec!["b".into()]),
             },
             Outcome::Failed {
                 error: "boom".into(),

@@ -34,12 +34,13 @@ pub use backoff::retry_delay_ms;
 pub use codec::{CodecError, Envelope, decode, encode};
 pub use envelope::{
     Assignment, AttemptError, DeadLetter, Heartbeat, Instance, Outcome, PROTOCOL_VERSION,
-    StopAttempt, TaskResult, WorkerState,
+    RESULT_VERSION, StopAttempt, TaskResult, UpstreamError, UpstreamStatus, WorkerState,
 };
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
 pub use plan::{
-    ParamError, ParamSpec, ParamValues, Plan, PlanError, PlanFormat, PlanLimits, PlanProblem,
-    RetryPolicy, TaskSpec,
+    Limits, ParamError, ParamSpec, ParamValues, Plan, PlanError, PlanFormat, PlanLimits,
+    PlanProblem, RetryPolicy, SpawnScope, TaskDefaults, TaskSpec, Trigger, UpstreamCounts, Verdict,
+    validate_spawn,
 };
 pub use runtime::NatsServers;
 pub use subjects::{Prefix, Subjects};

@@ -10,6 +10,8 @@
 mod params;
 mod problem;
 mod shape;
+mod spawn;
+mod trigger;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -25,6 +27,8 @@ pub use params::{ParamError, ParamProblem, ParamSpec, ParamValues, ValuesError, 
 pub use problem::{PlanProblem, ProblemKind};
 use problem::{at_line, list_problems};
 use shape::{depth_of, find_cycle};
+pub use spawn::{Limits, SpawnScope, validate_spawn};
+pub use trigger::{Trigger, UpstreamCounts, Verdict};
 
 /// Default limit on a task's `input`, encoded as JSON.
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 256 * 1024;
@@ -101,6 +105,31 @@ impl Default for RetryPolicy {
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
 
+/// What a task gets for what it leaves out: the plan's `[defaults]`, kept with the plan so that
+/// tasks spawned at run time get them too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskDefaults {
+    pub priority: i32,
+    pub timeout_ms: u64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for TaskDefaults {
+    fn default() -> Self {
+        Self {
+            priority: 0,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl TaskDefaults {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A validated task: defaults applied, names checked, dependencies known.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -112,6 +141,13 @@ pub struct TaskSpec {
     pub priority: i32,
     pub retry: RetryPolicy,
     pub timeout_ms: u64,
+    /// When the task runs, given how the tasks it waits for ended.
+    #[serde(default, skip_serializing_if = "Trigger::is_default")]
+    pub trigger: Trigger,
+    /// The capabilities the task's spawned tasks may have; `None`: any. The simulator makes a
+    /// task with this list spawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawns: Option<Vec<Capability>>,
 }
 
 /// A validated plan: at least one task, unique ids, known dependencies, no cycle, every
@@ -124,6 +160,26 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, ParamSpec>,
     pub tasks: Vec<TaskSpec>,
+    /// How far the run may grow by spawning.
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
+    /// What spawned tasks get for what they leave out.
+    #[serde(default, skip_serializing_if = "TaskDefaults::is_default")]
+    pub defaults: TaskDefaults,
+    /// The limit on a task's input the plan was checked against; spawned tasks are held to it.
+    #[serde(
+        default = "default_max_input_bytes",
+        skip_serializing_if = "is_default_max_input_bytes"
+    )]
+    pub max_input_bytes: usize,
+}
+
+fn default_max_input_bytes() -> usize {
+    DEFAULT_MAX_INPUT_BYTES
+}
+
+fn is_default_max_input_bytes(bytes: &usize) -> bool {
+    *bytes == DEFAULT_MAX_INPUT_BYTES
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +209,8 @@ struct PlanFile {
     #[serde(default)]
     defaults: DefaultsFile,
     #[serde(default)]
+    limits: spawn::LimitsFile,
+    #[serde(default)]
     tasks: Vec<TaskFile>,
 }
 
@@ -174,6 +232,7 @@ struct RetryFile {
     jitter: Option<f64>,
 }
 
+/// A task as written: in a plan's `[[tasks]]`, and in a spawn.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TaskFile {
@@ -186,6 +245,8 @@ struct TaskFile {
     priority: Option<i32>,
     timeout: Option<String>,
     retry: Option<RetryFile>,
+    trigger: Option<Trigger>,
+    spawns: Option<Vec<String>>,
 }
 
 impl Plan {
@@ -267,13 +328,13 @@ pub enum LoadError {
 }
 
 /// What is wrong with a task's input against the limits: too large, or nested too deep.
-fn input_problems(input: &Value, limits: &PlanLimits) -> Vec<ProblemKind> {
+fn input_problems(input: &Value, max_input_bytes: usize) -> Vec<ProblemKind> {
     let mut problems = Vec::new();
     let bytes = serde_json::to_vec(input).map_or(0, |v| v.len());
-    if bytes > limits.max_input_bytes {
+    if bytes > max_input_bytes {
         problems.push(ProblemKind::InputTooLarge {
             bytes,
-            limit: limits.max_input_bytes,
+            limit: max_input_bytes,
         });
     }
     let depth = depth_of(input);
@@ -383,21 +444,33 @@ fn validate(
         })
     };
 
-    let default_retry = merge_retry(&RetryPolicy::default(), file.defaults.retry.as_ref())
+    let retry = merge_retry(&RetryPolicy::default(), file.defaults.retry.as_ref())
         .unwrap_or_else(|kind| {
             plan_problem(kind);
             RetryPolicy::default()
         });
-    let default_timeout = match &file.defaults.timeout {
+    let timeout_ms = match &file.defaults.timeout {
         Some(v) => parse_duration("defaults.timeout", v).unwrap_or_else(|kind| {
             plan_problem(kind);
             DEFAULT_TIMEOUT_MS
         }),
         None => DEFAULT_TIMEOUT_MS,
     };
-    let default_priority = file.defaults.priority.unwrap_or(0);
+    let defaults = TaskDefaults {
+        priority: file.defaults.priority.unwrap_or(0),
+        timeout_ms,
+        retry,
+    };
+    let run_limits = file.limits.resolve();
     if file.tasks.is_empty() {
         plan_problem(ProblemKind::Empty);
+    }
+    if file.tasks.len() > run_limits.tasks as usize {
+        plan_problem(ProblemKind::OverLimit {
+            limit: "tasks",
+            value: file.tasks.len(),
+            max: run_limits.tasks,
+        });
     }
     problems.extend(params::check_names(&file.params, source, format));
     let declared: BTreeSet<&str> = file.params.keys().map(String::as_str).collect();
@@ -408,6 +481,7 @@ fn validate(
         .enumerate()
         .map(|(i, t)| task_line(source, format, i, &t.id))
         .collect();
+    let ids: BTreeSet<&str> = file.tasks.iter().map(|t| t.id.as_str()).collect();
 
     // First occurrence of each id, by position.
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -428,53 +502,20 @@ fn validate(
         } else {
             index.insert(&t.id, i);
         }
-        let id = TaskId::new(t.id.as_str()).map_err(|e| problem(ProblemKind::InvalidName(e)));
-        let capability = Capability::new(t.capability.as_str())
-            .map_err(|e| problem(ProblemKind::InvalidName(e)));
-        for kind in input_problems(&t.input, limits) {
-            problem(kind);
-        }
         for kind in params::check_references(&t.input, &declared) {
             problem(kind);
         }
-        let retry = merge_retry(&default_retry, t.retry.as_ref()).map_err(&mut problem);
-        let timeout_ms = match &t.timeout {
-            Some(v) => parse_duration("timeout", v).map_err(&mut problem),
-            None => Ok(default_timeout),
-        };
-        if timeout_ms == Ok(0) {
-            problem(ProblemKind::InvalidSetting {
-                field: "timeout".into(),
-                message: "must be longer than 0".into(),
-            });
-        }
-        let mut needs = Vec::with_capacity(t.needs.len());
-        for dep in &t.needs {
-            if *dep == t.id {
-                problem(ProblemKind::SelfDependency);
-            } else if !file.tasks.iter().any(|other| other.id == *dep) {
-                problem(ProblemKind::UnknownDependency {
-                    dependency: dep.clone(),
-                });
-            } else if let Ok(dep) = TaskId::new(dep.as_str())
-                && !needs.contains(&dep)
-            {
-                needs.push(dep);
+        let known = |dep: &str| {
+            if ids.contains(dep) {
+                Ok(())
+            } else {
+                Err(ProblemKind::UnknownDependency {
+                    dependency: dep.to_owned(),
+                })
             }
-        }
-        if let (Ok(id), Ok(capability), Ok(retry), Ok(timeout_ms)) =
-            (id, capability, retry, timeout_ms)
-        {
-            tasks.push(TaskSpec {
-                id,
-                capability,
-                input: t.input.clone(),
-                needs,
-                priority: t.priority.unwrap_or(default_priority),
-                retry,
-                timeout_ms,
-            });
-        }
+        };
+        let checked = check_task(t, &defaults, limits.max_input_bytes, known, &mut problem);
+        tasks.extend(checked);
     }
 
     // Cycles among the tasks that are valid; duplicate ids would make edges ambiguous.
@@ -498,6 +539,73 @@ fn validate(
         name: file.name.unwrap_or_else(|| "unnamed".to_owned()),
         params: file.params,
         tasks,
+        limits: run_limits,
+        defaults,
+        max_input_bytes: limits.max_input_bytes,
+    })
+}
+
+/// Checks one task as written (in a plan or a spawn) and applies `defaults`: the task, or
+/// `None` with its problems reported. `known` says whether a task it needs may be needed.
+fn check_task(
+    t: &TaskFile,
+    defaults: &TaskDefaults,
+    max_input_bytes: usize,
+    known: impl Fn(&str) -> Result<(), ProblemKind>,
+    problem: &mut impl FnMut(ProblemKind),
+) -> Option<TaskSpec> {
+    let id = TaskId::new(t.id.as_str()).map_err(|e| problem(ProblemKind::InvalidName(e)));
+    let capability =
+        Capability::new(t.capability.as_str()).map_err(|e| problem(ProblemKind::InvalidName(e)));
+    for kind in input_problems(&t.input, max_input_bytes) {
+        problem(kind);
+    }
+    let retry = merge_retry(&defaults.retry, t.retry.as_ref()).map_err(&mut *problem);
+    let timeout_ms = match &t.timeout {
+        Some(v) => parse_duration("timeout", v).map_err(&mut *problem),
+        None => Ok(defaults.timeout_ms),
+    };
+    if timeout_ms == Ok(0) {
+        problem(ProblemKind::InvalidSetting {
+            field: "timeout".into(),
+            message: "must be longer than 0".into(),
+        });
+    }
+    let mut needs = Vec::with_capacity(t.needs.len());
+    for dep in &t.needs {
+        if *dep == t.id {
+            problem(ProblemKind::SelfDependency);
+        } else if let Err(kind) = known(dep) {
+            problem(kind);
+        } else if let Ok(dep) = TaskId::new(dep.as_str())
+            && !needs.contains(&dep)
+        {
+            needs.push(dep);
+        }
+    }
+    let spawns = t.spawns.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|c| {
+                Capability::new(c.as_str())
+                    .map_err(|e| problem(ProblemKind::InvalidName(e)))
+                    .ok()
+            })
+            .collect::<Vec<_>>()
+    });
+    let (Ok(id), Ok(capability), Ok(retry), Ok(timeout_ms)) = (id, capability, retry, timeout_ms)
+    else {
+        return None;
+    };
+    Some(TaskSpec {
+        id,
+        capability,
+        input: t.input.clone(),
+        needs,
+        priority: t.priority.unwrap_or(defaults.priority),
+        retry,
+        timeout_ms,
+        trigger: t.trigger.unwrap_or_default(),
+        spawns,
     })
 }
 

@@ -374,7 +374,7 @@ async fn garbage_on_every_subject_is_rejected_and_changes_nothing() -> anyhow::R
             task: "t0".parse()?,
             attempt: workforce_shared::Attempt(1),
             worker: "w1".parse()?,
-            outcome: Outcome::Succeeded { output: json!("x") },
+            outcome: Outcome::succeeded(json!("x")),
             duration_ms: 1,
         })?;
         bytes[..bytes.len() / 2].to_vec()
@@ -386,9 +386,7 @@ async fn garbage_on_every_subject_is_rejected_and_changes_nothing() -> anyhow::R
             task: task.parse()?,
             attempt: workforce_shared::Attempt(1),
             worker: "intruder".parse()?,
-            outcome: Outcome::Succeeded {
-                output: json!("forged"),
-            },
+            outcome: Outcome::succeeded(json!("forged")),
             duration_ms: 1,
         })?)
     };

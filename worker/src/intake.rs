@@ -179,6 +179,7 @@ mod tests {
             input: json!("hello"),
             upstream: BTreeMap::new(),
             timeout_ms: 1_000,
+            upstream_errors: Default::default(),
         }
     }
 

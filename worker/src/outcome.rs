@@ -24,7 +24,7 @@ pub(crate) async fn invoke(handler: &dyn Handler, task: TaskContext) -> Outcome 
     // `async move` so that a panic in `handle` itself, before its future exists, is caught too.
     let work = AssertUnwindSafe(async move { handler.handle(task).await }).catch_unwind();
     match tokio::time::timeout(timeout.saturating_add(TIMEOUT_SLACK), work).await {
-        Ok(Ok(Ok(output))) => Outcome::Succeeded { output },
+        Ok(Ok(Ok(output))) => Outcome::succeeded(output),
         Ok(Ok(Err(error))) => Outcome::Failed {
             error: error.message().to_owned(),
             permanent: error.is_permanent(),
@@ -124,9 +124,7 @@ mod tests {
         let ok = handler_fn(|t: TaskContext| async move { Ok(t.input) });
         assert_eq!(
             invoke(&ok, task(Duration::from_secs(5))).await,
-            Outcome::Succeeded {
-                output: json!({"n": 1})
-            }
+            Outcome::succeeded(json!({"n": 1}))
         );
         let permanent =
             handler_fn(|_| async { Err::<Value, _>(HandlerError::permanent("bad input")) });
@@ -165,18 +163,14 @@ mod tests {
 
     #[test]
     fn small_results_are_sealed_unchanged() {
-        let r = result(Outcome::Succeeded {
-            output: json!("fine"),
-        });
+        let r = result(Outcome::succeeded(json!("fine")));
         let bytes = seal(r.clone(), 1 << 20).expect("seal");
         assert_eq!(decode::<TaskResult>(&bytes, 1 << 20).expect("decode"), r);
     }
 
     #[test]
     fn an_oversized_output_becomes_a_permanent_failure_naming_sizes() {
-        let r = result(Outcome::Succeeded {
-            output: json!("x".repeat(10_000)),
-        });
+        let r = result(Outcome::succeeded(json!("x".repeat(10_000))));
         let full = encode(&r).expect("encode").len();
         let bytes = seal(r, 2_000).expect("seal");
         assert!(bytes.len() <= 2_000);

@@ -47,6 +47,7 @@ fn assignment(task: &str, capability: &str, input: Value) -> Assignment {
         input,
         upstream: BTreeMap::new(),
         timeout_ms: 10_000,
+        upstream_errors: Default::default(),
     }
 }
 
@@ -130,7 +131,7 @@ async fn serves_commands_and_rust_handlers_end_to_end() {
     assert_eq!(result.task.as_str(), "t1");
     assert_eq!(result.worker.as_str(), "w1");
     match result.outcome {
-        Outcome::Succeeded { output } => assert_eq!(output["input"], json!({"x": 1})),
+        Outcome::Succeeded { output, .. } => assert_eq!(output["input"], json!({"x": 1})),
         other => panic!("expected success, got {other:?}"),
     }
 
@@ -241,9 +242,7 @@ async fn a_drain_hands_unfinished_work_to_another_worker_at_once() {
     assert_eq!(result.worker.as_str(), "w2");
     assert_eq!(
         result.outcome,
-        Outcome::Succeeded {
-            output: json!("done")
-        }
+        Outcome::succeeded(json!("done"))
     );
     stop.send(()).expect("worker running");
     timeout(WAIT, running)
@@ -289,9 +288,7 @@ async fn progress_acks_keep_a_long_task_from_being_redelivered() {
     let result = next_result(&mut results).await;
     assert_eq!(
         result.outcome,
-        Outcome::Succeeded {
-            output: json!("finished")
-        }
+        Outcome::succeeded(json!("finished"))
     );
     wait_for_empty_tasks_stream(&js, &subjects).await;
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);

@@ -168,7 +168,7 @@ impl Scheduler {
                             && result.attempt == *attempt =>
                     {
                         match &result.outcome {
-                            Outcome::Succeeded { output } => output.clone(),
+                            Outcome::Succeeded { output, .. } => output.clone(),
                             Outcome::Failed { .. } => {
                                 return Err(RestoreError::WrongInput {
                                     decision: kind,

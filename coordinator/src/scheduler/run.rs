@@ -218,6 +218,14 @@ impl RunState {
             .collect()
     }
 
+    /// How the tasks `task` waits for that did not complete ended, by id.
+    pub(super) fn upstream_errors(
+        &self,
+        _task: usize,
+    ) -> BTreeMap<TaskId, workforce_shared::UpstreamError> {
+        BTreeMap::new()
+    }
+
     /// Ids of the needs of `task` that have not completed.
     pub(super) fn unfinished_needs(&self, task: usize) -> Vec<TaskId> {
         self.needs[task]

@@ -155,6 +155,7 @@ impl Scheduler {
             input: spec.input.clone(),
             upstream: state.upstream_outputs(index),
             timeout_ms: spec.timeout_ms,
+            upstream_errors: state.upstream_errors(index),
         })
     }
 

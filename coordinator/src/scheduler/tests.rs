@@ -70,9 +70,7 @@ fn ok(task: &str, attempt: u32) -> Input {
     result(
         task,
         attempt,
-        Outcome::Succeeded {
-            output: json!({ "from": task }),
-        },
+        Outcome::succeeded(json!({ "from": task })),
     )
 }
 

@@ -107,6 +107,7 @@ mod tests {
             input: json!({"big": "x"}),
             upstream: BTreeMap::from([("up".parse().expect("id"), json!(1))]),
             timeout_ms: 1,
+            upstream_errors: Default::default(),
         }
     }
 

@@ -359,12 +359,10 @@ impl World<'_> {
                 permanent: false,
             }
         } else {
-            Outcome::Succeeded {
-                output: serde_json::json!({
-                    "task": assignment.task.as_str(),
-                    "attempt": assignment.attempt.0,
-                }),
-            }
+            Outcome::succeeded(serde_json::json!({
+                "task": assignment.task.as_str(),
+                "attempt": assignment.attempt.0,
+            }))
         };
         let generation = self.workers[worker].generation;
         self.workers[worker].running.push(assignment.clone());

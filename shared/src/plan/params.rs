@@ -229,7 +229,7 @@ impl Plan {
                     kind,
                 }))
             };
-            for kind in super::input_problems(&task.input, limits) {
+            for kind in super::input_problems(&task.input, limits.max_input_bytes) {
                 problem(kind);
             }
         }

@@ -71,6 +71,35 @@ pub enum ProblemKind {
     MalformedParamReference {
         text: String,
     },
+    /// Over one of the run's `[limits]`.
+    OverLimit {
+        limit: &'static str,
+        value: usize,
+        max: u32,
+    },
+    /// A spawned task's id is taken by a task already in the run.
+    IdInUse,
+    /// A spawned task needs a task that waits for what is being spawned: it would wait for
+    /// itself.
+    NeedsOwnSpawn {
+        dependency: String,
+        spawner: String,
+    },
+    /// A spawned task's capability is not among those its spawner may spawn.
+    CapabilityNotAllowed {
+        capability: String,
+        allowed: Vec<String>,
+    },
+    /// A spawn entry that is not a task (its position in the spawn, and why).
+    MalformedEntry {
+        position: usize,
+        message: String,
+    },
+    /// A branch names a task that does not need the task choosing.
+    NotADependent {
+        chosen: String,
+        spawner: String,
+    },
 }
 
 impl fmt::Display for PlanProblem {
@@ -121,6 +150,33 @@ impl fmt::Display for PlanProblem {
             ProblemKind::MalformedParamReference { text } => write!(
                 f,
                 "input has {text:?}, which is not a parameter reference like {{{{ params.NAME }}}}"
+            ),
+            ProblemKind::OverLimit { limit, value, max } => write!(
+                f,
+                "{value} is over the run's limit {limit} = {max} (set in the plan's [limits])"
+            ),
+            ProblemKind::IdInUse => write!(f, "the run already has a task with this id"),
+            ProblemKind::NeedsOwnSpawn {
+                dependency,
+                spawner,
+            } => write!(
+                f,
+                "needs {dependency:?}, which waits for what {spawner:?} spawns: it would wait for itself"
+            ),
+            ProblemKind::CapabilityNotAllowed {
+                capability,
+                allowed,
+            } => write!(
+                f,
+                "capability {capability:?} is not one its spawner may spawn ({})",
+                allowed.join(", ")
+            ),
+            ProblemKind::MalformedEntry { position, message } => {
+                write!(f, "spawn[{position}] is not a task: {message}")
+            }
+            ProblemKind::NotADependent { chosen, spawner } => write!(
+                f,
+                "branch chooses {chosen:?}, which is not a task that needs {spawner:?}"
             ),
         }
     }

@@ -121,9 +121,7 @@ impl Writer {
 
     fn outcome(&mut self) -> Outcome {
         match self.rng.below(100) {
-            0..80 => Outcome::Succeeded {
-                output: serde_json::json!({ "n": self.rng.next() % 1000 }),
-            },
+            0..80 => Outcome::succeeded(serde_json::json!({ "n": self.rng.next() % 1000 })),
             80..95 => Outcome::Failed {
                 error: "simulated retryable failure".into(),
                 permanent: false,

@@ -270,6 +270,8 @@ fn expected(case: &PlanCase) -> Plan {
                 timeout_ms: t.timeout.as_ref().map_or(timeout_ms, |v| {
                     crate::plan::parse_duration("timeout", v).expect("valid")
                 }),
+                trigger: Default::default(),
+                spawns: None,
             }
         })
         .collect();
@@ -277,11 +279,27 @@ fn expected(case: &PlanCase) -> Plan {
         name: case.name.clone().unwrap_or_else(|| "unnamed".to_owned()),
         params: Default::default(),
         tasks,
+        limits: Default::default(),
+        defaults: crate::plan::TaskDefaults {
+            priority: case.priority.unwrap_or(0),
+            timeout_ms,
+            retry,
+        },
+        max_input_bytes: crate::plan::DEFAULT_MAX_INPUT_BYTES,
     }
 }
 
 /// A parsed plan written out with every field explicit.
 fn written(plan: &Plan) -> Value {
+    let retry = |r: &crate::plan::RetryPolicy| {
+        serde_json::json!({
+            "max_attempts": r.max_attempts,
+            "initial_backoff": format!("{}ms", r.initial_backoff_ms),
+            "multiplier": r.multiplier,
+            "max_backoff": format!("{}ms", r.max_backoff_ms),
+            "jitter": r.jitter,
+        })
+    };
     let tasks: Vec<Value> = plan
         .tasks
         .iter()
@@ -297,20 +315,26 @@ fn written(plan: &Plan) -> Value {
             map.insert("needs".into(), needs.into());
             map.insert("priority".into(), t.priority.into());
             map.insert("timeout".into(), format!("{}ms", t.timeout_ms).into());
-            map.insert(
-                "retry".into(),
-                serde_json::json!({
-                    "max_attempts": t.retry.max_attempts,
-                    "initial_backoff": format!("{}ms", t.retry.initial_backoff_ms),
-                    "multiplier": t.retry.multiplier,
-                    "max_backoff": format!("{}ms", t.retry.max_backoff_ms),
-                    "jitter": t.retry.jitter,
-                }),
-            );
+            map.insert("retry".into(), retry(&t.retry));
+            map.insert("trigger".into(), t.trigger.name().into());
             Value::Object(map)
         })
         .collect();
-    serde_json::json!({ "name": plan.name, "tasks": tasks })
+    let defaults = &plan.defaults;
+    serde_json::json!({
+        "name": plan.name,
+        "defaults": {
+            "priority": defaults.priority,
+            "timeout": format!("{}ms", defaults.timeout_ms),
+            "retry": retry(&defaults.retry),
+        },
+        "limits": {
+            "spawn": plan.limits.spawn,
+            "depth": plan.limits.depth,
+            "tasks": plan.limits.tasks,
+        },
+        "tasks": tasks,
+    })
 }
 
 /// One thing broken in a valid case.
