@@ -2,7 +2,8 @@
 //! scheduler's own state), so that a scheduler bug cannot hide itself:
 //!
 //! - **one outcome**: no task gets a second terminal outcome (completed, dead-lettered,
-//!   canceled), and in a finished run every task, dispatched or not, has exactly one;
+//!   canceled, skipped), and in a finished run every task, dispatched or not (spawned ones
+//!   included), has exactly one;
 //! - **capacity**: no dispatch while its capability already runs as many attempts as its
 //!   live workers announce;
 //! - **dispatch follows readiness**: an attempt is dispatched at most once, after it was made
@@ -49,6 +50,9 @@ pub struct Checked {
     pub runs: u64,
     pub finished_runs: u64,
     pub dispatches: u64,
+    /// Spawns applied, and the tasks they added.
+    pub spawns: u64,
+    pub spawned: u64,
 }
 
 type Key = (RunId, TaskId);
@@ -183,9 +187,16 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                     ledger.start(run, task, *attempt, capability);
                 }
                 Decision::AttemptFailed { run, task, .. } => ledger.end(run, task),
+                Decision::TasksSpawned { run, tasks, .. } => {
+                    checked.spawns += 1;
+                    checked.spawned += tasks.len() as u64;
+                    let known = ledger.tasks.entry(run.clone()).or_default();
+                    known.extend(tasks.iter().map(|t| t.id.clone()));
+                }
                 Decision::TaskCompleted { run, task, .. }
                 | Decision::DeadLettered { run, task, .. }
-                | Decision::TaskCanceled { run, task, .. } => {
+                | Decision::TaskCanceled { run, task, .. }
+                | Decision::TaskSkipped { run, task, .. } => {
                     ledger.end(run, task);
                     ledger.outcome(seq, run, task)?;
                 }

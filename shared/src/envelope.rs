@@ -71,10 +71,7 @@ pub enum Outcome {
         branch: Option<Vec<String>>,
     },
     /// `permanent` failures are not retried.
-    Failed {
-        error: String,
-        permanent: bool,
-    },
+    Failed { error: String, permanent: bool },
 }
 
 impl Outcome {
@@ -97,7 +94,11 @@ impl Outcome {
 
     /// The lowest result version that carries it.
     pub fn version(&self) -> u16 {
-        if self.grows() { RESULT_VERSION } else { PROTOCOL_VERSION }
+        if self.grows() {
+            RESULT_VERSION
+        } else {
+            PROTOCOL_VERSION
+        }
     }
 }
 

@@ -444,8 +444,8 @@ fn validate(
         })
     };
 
-    let retry = merge_retry(&RetryPolicy::default(), file.defaults.retry.as_ref())
-        .unwrap_or_else(|kind| {
+    let retry =
+        merge_retry(&RetryPolicy::default(), file.defaults.retry.as_ref()).unwrap_or_else(|kind| {
             plan_problem(kind);
             RetryPolicy::default()
         });

@@ -240,10 +240,7 @@ async fn a_drain_hands_unfinished_work_to_another_worker_at_once() {
     }));
     let result = next_result(&mut results).await;
     assert_eq!(result.worker.as_str(), "w2");
-    assert_eq!(
-        result.outcome,
-        Outcome::succeeded(json!("done"))
-    );
+    assert_eq!(result.outcome, Outcome::succeeded(json!("done")));
     stop.send(()).expect("worker running");
     timeout(WAIT, running)
         .await
@@ -286,10 +283,7 @@ async fn progress_acks_keep_a_long_task_from_being_redelivered() {
 
     publish(&js, &subjects, &assignment("t1", "long", json!(null))).await;
     let result = next_result(&mut results).await;
-    assert_eq!(
-        result.outcome,
-        Outcome::succeeded(json!("finished"))
-    );
+    assert_eq!(result.outcome, Outcome::succeeded(json!("finished")));
     wait_for_empty_tasks_stream(&js, &subjects).await;
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 

@@ -10,7 +10,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use workforce_shared::{Attempt, Capability, Plan, RunId, TaskId, TaskResult, WorkerId};
+use workforce_shared::{
+    Attempt, Capability, Plan, RunId, TaskId, TaskResult, TaskSpec, Trigger, WorkerId,
+};
 
 /// The version of the scheduling rules. Every run records the version it was accepted under
 /// ([`Decision::RunAccepted`]); `workforce replay` re-decides only runs of this version and
@@ -117,6 +119,19 @@ pub enum Decision {
         task: TaskId,
         attempt: Attempt,
     },
+    /// The task that just completed added these tasks to its run, checked and with the
+    /// plan's defaults applied (recorded whole, so recovery never checks a spawn again).
+    TasksSpawned {
+        run: RunId,
+        parent: TaskId,
+        tasks: Vec<TaskSpec>,
+    },
+    /// The task will not run: its trigger rule can no longer be met, or a branch left it out.
+    TaskSkipped {
+        run: RunId,
+        task: TaskId,
+        reason: SkipReason,
+    },
     /// Tell whichever worker runs this attempt to stop it: its outcome no longer counts.
     StopAttempt {
         run: RunId,
@@ -193,6 +208,9 @@ pub enum FailureCause {
     TimedOut { timeout_ms: u64 },
     /// The assignment could not be published.
     Unpublishable { failure: PublishFailure },
+    /// The attempt succeeded, but what it asked to add to the run (a spawn, a branch) is
+    /// invalid: every problem, as the plan checker words it. Nothing of it was applied.
+    ControlRefused { problems: Vec<String> },
 }
 
 impl FailureCause {
@@ -201,7 +219,7 @@ impl FailureCause {
         match self {
             FailureCause::Worker { permanent, .. } => *permanent,
             FailureCause::TimedOut { .. } => false,
-            FailureCause::Unpublishable { .. } => true,
+            FailureCause::Unpublishable { .. } | FailureCause::ControlRefused { .. } => true,
         }
     }
 
@@ -209,9 +227,9 @@ impl FailureCause {
     pub fn worker(&self) -> WorkerId {
         match self {
             FailureCause::Worker { worker, .. } => worker.clone(),
-            FailureCause::TimedOut { .. } | FailureCause::Unpublishable { .. } => {
-                WorkerId::sanitized(COORDINATOR)
-            }
+            FailureCause::TimedOut { .. }
+            | FailureCause::Unpublishable { .. }
+            | FailureCause::ControlRefused { .. } => WorkerId::sanitized(COORDINATOR),
         }
     }
 }
@@ -228,11 +246,23 @@ pub enum CancelReason {
     RunCanceled,
 }
 
+/// Why a task was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// How its upstream ended means its trigger rule can no longer be met.
+    TriggerUnmet { trigger: Trigger },
+    /// A task it needs chose other tasks to run (`branch`).
+    NotChosen { by: TaskId },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunOutcome {
+    /// Every leaf task (one nothing waits for) completed or was skipped.
     Succeeded,
-    /// `task` was the first task of the run to be dead-lettered.
+    /// A leaf task failed or was canceled because a task it waited for failed; `task` is
+    /// the earliest dead-lettered task behind such a leaf.
     Failed {
         task: TaskId,
     },
@@ -285,6 +315,15 @@ impl fmt::Display for FailureCause {
                 )
             }
             FailureCause::Unpublishable { failure } => write!(f, "not published: {failure}"),
+            FailureCause::ControlRefused { problems } => {
+                write!(
+                    f,
+                    "the coordinator refused its spawn or branch ({} problem{}): {}",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" },
+                    problems.join("; ")
+                )
+            }
         }
     }
 }
@@ -304,6 +343,18 @@ impl fmt::Display for CancelReason {
         match self {
             CancelReason::UpstreamFailed { task } => write!(f, "upstream task {task} failed"),
             CancelReason::RunCanceled => write!(f, "run canceled by operator"),
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::TriggerUnmet { trigger } => write!(
+                f,
+                "its trigger rule {trigger} can no longer be met by how its upstream ended"
+            ),
+            SkipReason::NotChosen { by } => write!(f, "not chosen by the branch of task {by}"),
         }
     }
 }
@@ -355,12 +406,14 @@ impl Decision {
             Decision::TaskCanceled { .. } => Self::KINDS[9],
             Decision::RunFinished { .. } => Self::KINDS[10],
             Decision::ResultIgnored { .. } => Self::KINDS[11],
+            Decision::TasksSpawned { .. } => Self::KINDS[12],
+            Decision::TaskSkipped { .. } => Self::KINDS[13],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 14] = [
         "run_accepted",
         "input_rejected",
         "task_ready",
@@ -373,6 +426,8 @@ impl Decision {
         "task_canceled",
         "run_finished",
         "result_ignored",
+        "tasks_spawned",
+        "task_skipped",
     ];
 
     /// The run the decision is about, if any.
@@ -388,7 +443,9 @@ impl Decision {
             | Decision::DeadLettered { run, .. }
             | Decision::TaskCanceled { run, .. }
             | Decision::RunFinished { run, .. }
-            | Decision::ResultIgnored { run, .. } => Some(run),
+            | Decision::ResultIgnored { run, .. }
+            | Decision::TasksSpawned { run, .. }
+            | Decision::TaskSkipped { run, .. } => Some(run),
             Decision::InputRejected { .. } => None,
         }
     }

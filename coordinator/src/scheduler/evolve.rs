@@ -42,6 +42,8 @@ pub enum RestoreError {
     },
     #[error("run {run} is accepted twice")]
     RunExists { run: RunId },
+    #[error("task {task} of run {run} is spawned, but the run has a task of that id")]
+    TaskExists { run: RunId, task: TaskId },
     #[error(
         "run {run} was accepted under scheduling rules version {semantics}, newer than this build's {SEMANTICS_VERSION}; open this log with a newer Workforce"
     )]
@@ -187,7 +189,8 @@ impl Scheduler {
                 let capability = self.end_attempt(kind, run, task, *attempt)?;
                 self.release(&capability);
                 let (state, index) = self.task_mut(kind, run, task)?;
-                state.complete(index, *attempt, output);
+                state.tasks[index].attempt = *attempt;
+                state.finish(index, Phase::Completed { output });
             }
             Decision::AttemptFailed {
                 run,
@@ -225,8 +228,8 @@ impl Scheduler {
                 if *phase != (Phase::Running { attempt: current }) || current.0 != *attempts {
                     return Err(out_of_order(kind, run, task, current, phase));
                 }
-                state.tasks[index].phase = Phase::Failed;
-                state.first_failed.get_or_insert(index);
+                state.finish(index, Phase::Failed);
+                state.dead_letters.push(index);
             }
             Decision::TaskCanceled { run, task, reason } => {
                 let (state, index) = self.task_mut(kind, run, task)?;
@@ -242,17 +245,66 @@ impl Scheduler {
                         false
                     }
                     Phase::Waiting | Phase::BackingOff { .. } => false,
-                    phase @ (Phase::Completed { .. } | Phase::Failed | Phase::Canceled { .. }) => {
+                    phase @ (Phase::Completed { .. }
+                    | Phase::Failed
+                    | Phase::Canceled { .. }
+                    | Phase::Skipped { .. }) => {
                         return Err(out_of_order(kind, run, task, attempt, phase));
                     }
                 };
                 let (state, index) = self.task_mut(kind, run, task)?;
-                state.tasks[index].phase = Phase::Canceled {
-                    reason: reason.clone(),
-                };
+                state.finish(
+                    index,
+                    Phase::Canceled {
+                        reason: reason.clone(),
+                    },
+                );
                 if freed {
                     self.release(&capability);
                 }
+            }
+            Decision::TasksSpawned { run, parent, tasks } => {
+                let (state, index) = self.task_mut(kind, run, parent)?;
+                if !matches!(state.tasks[index].phase, Phase::Completed { .. }) {
+                    let attempt = state.tasks[index].attempt;
+                    let phase = &state.tasks[index].phase;
+                    return Err(out_of_order(kind, run, parent, attempt, phase));
+                }
+                for (i, spec) in tasks.iter().enumerate() {
+                    let taken = state.index_of(&spec.id).is_some()
+                        || tasks[..i].iter().any(|t| t.id == spec.id);
+                    if taken {
+                        return Err(RestoreError::TaskExists {
+                            run: run.clone(),
+                            task: spec.id.clone(),
+                        });
+                    }
+                    let unknown = spec.needs.iter().find(|n| {
+                        state.index_of(n).is_none() && !tasks.iter().any(|t| &t.id == *n)
+                    });
+                    if let Some(need) = unknown {
+                        return Err(RestoreError::UnknownTask {
+                            decision: kind,
+                            run: run.clone(),
+                            task: need.clone(),
+                        });
+                    }
+                }
+                state.add_tasks(tasks.clone(), Some(index));
+            }
+            Decision::TaskSkipped { run, task, reason } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                if state.tasks[index].phase != Phase::Waiting {
+                    let attempt = state.tasks[index].attempt;
+                    let phase = &state.tasks[index].phase;
+                    return Err(out_of_order(kind, run, task, attempt, phase));
+                }
+                state.finish(
+                    index,
+                    Phase::Skipped {
+                        reason: reason.clone(),
+                    },
+                );
             }
             Decision::RunFinished { run, outcome } => {
                 let state = self

@@ -32,17 +32,19 @@ mod view;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use serde_json::Value;
 use workforce_shared::{
-    Attempt, Capability, Outcome, RunId, TaskId, TaskResult, WorkerId, retry_delay_ms,
+    Attempt, Capability, Outcome, RunId, SpawnScope, TaskId, TaskResult, TaskSpec, UpstreamCounts,
+    Verdict, WorkerId, retry_delay_ms, validate_spawn,
 };
 
-use run::{Phase, RunState};
+use run::{Ending, Phase, RunState};
 
 pub use events::{
     COORDINATOR, CancelReason, Decision, FailureCause, IgnoreReason, Input, PublishFailure,
-    Rejection, RunOutcome, SEMANTICS_VERSION, WorkerLeftReason,
+    Rejection, RunOutcome, SEMANTICS_VERSION, SkipReason, WorkerLeftReason,
 };
 pub use evolve::RestoreError;
 pub use step::{Effect, Fate, Step, Timer};
@@ -72,6 +74,65 @@ pub struct Scheduler {
     /// Tasks dispatched and not yet finished, per capability.
     in_flight: BTreeMap<Capability, u32>,
     ready: BTreeMap<Capability, BTreeSet<ReadyKey>>,
+}
+
+/// What a success asks to add to its run, checked.
+#[derive(Debug, Default)]
+struct Growth {
+    spawned: Vec<TaskSpec>,
+    /// Tasks that need the one that succeeded, are waiting, and its branch left out.
+    unchosen: Vec<usize>,
+}
+
+/// What the trigger rules decide for a waiting task.
+#[derive(Debug)]
+enum Judgement {
+    Ready,
+    Skip(SkipReason),
+    /// Canceled because this task (dead-lettered) failed upstream.
+    Cancel(TaskId),
+}
+
+/// The work of one [`Scheduler::settle`].
+#[derive(Debug, Default)]
+struct Settle {
+    /// Tasks to judge whatever ended: those just added.
+    fresh: std::ops::Range<usize>,
+    /// Tasks that ended, for their watchers to be judged: with how they count when the state
+    /// does not count them yet (decided in this settle), `None` when it does.
+    ended: VecDeque<(usize, Option<Ending>)>,
+    /// What was decided, by task.
+    fates: BTreeMap<usize, Judgement>,
+}
+
+impl Settle {
+    fn fresh(tasks: std::ops::Range<usize>) -> Self {
+        Self {
+            fresh: tasks,
+            ..Self::default()
+        }
+    }
+}
+
+/// The dead-lettered task behind `task`'s failed upstream: the first failed or canceled
+/// task it waits for, followed back to the dead letter that caused it.
+fn root_failure(
+    state: &RunState,
+    fates: &BTreeMap<usize, Judgement>,
+    task: usize,
+) -> Option<TaskId> {
+    state.upstream(task).iter().find_map(|&u| {
+        if let Some(Judgement::Cancel(root)) = fates.get(&u) {
+            return Some(root.clone());
+        }
+        match &state.tasks[u].phase {
+            Phase::Failed => Some(state.plan.tasks[u].id.clone()),
+            Phase::Canceled {
+                reason: CancelReason::UpstreamFailed { task },
+            } => Some(task.clone()),
+            _ => None,
+        }
+    })
 }
 
 /// What a step has produced so far.
@@ -172,24 +233,8 @@ impl Scheduler {
             semantics: SEMANTICS_VERSION,
         };
         self.emit(input, accepted, out);
-        let ready: Vec<TaskId> = self
-            .runs
-            .get(run)
-            .map(|state| {
-                state
-                    .initially_ready()
-                    .map(|i| state.plan.tasks[i].id.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for task in ready {
-            let decision = Decision::TaskReady {
-                run: run.clone(),
-                task,
-                attempt: Attempt::FIRST,
-            };
-            self.emit(input, decision, out);
-        }
+        let all = self.runs.get(run).map_or(0, |state| state.tasks.len());
+        self.settle(input, run, Settle::fresh(0..all), out);
     }
 
     fn result(&mut self, input: &Input, result: &TaskResult, out: &mut Out) {
@@ -199,9 +244,10 @@ impl Scheduler {
                 None => Some(IgnoreReason::UnknownTask),
                 Some(index) => match &state.tasks[index].phase {
                     Phase::Running { attempt } if *attempt == result.attempt => None,
-                    Phase::Completed { .. } | Phase::Failed | Phase::Canceled { .. } => {
-                        Some(IgnoreReason::AlreadyFinished)
-                    }
+                    Phase::Completed { .. }
+                    | Phase::Failed
+                    | Phase::Canceled { .. }
+                    | Phase::Skipped { .. } => Some(IgnoreReason::AlreadyFinished),
                     Phase::Running { .. }
                     | Phase::Waiting
                     | Phase::Ready
@@ -229,26 +275,41 @@ impl Scheduler {
         };
         let run = &result.run;
         match &result.outcome {
-            Outcome::Succeeded { .. } => {
+            Outcome::Succeeded { spawn, branch, .. } => {
+                let grown = match self.check_growth(run, index, spawn, branch.as_deref()) {
+                    Ok(grown) => grown,
+                    Err(problems) => {
+                        let cause = FailureCause::ControlRefused { problems };
+                        self.fail(input, run, index, result.attempt, cause, out);
+                        return;
+                    }
+                };
                 let completed = Decision::TaskCompleted {
                     run: run.clone(),
                     task: result.task.clone(),
                     attempt: result.attempt,
                 };
                 self.emit(input, completed, out);
-                let unblocked: Vec<TaskId> = self
-                    .runs
-                    .get(run)
-                    .map(|state| state.unblocked_by(index).collect())
-                    .unwrap_or_default();
-                for task in unblocked {
-                    let decision = Decision::TaskReady {
+                let before = self.runs.get(run).map_or(0, |state| state.tasks.len());
+                if !grown.spawned.is_empty() {
+                    let spawned = Decision::TasksSpawned {
                         run: run.clone(),
-                        task,
-                        attempt: Attempt::FIRST,
+                        parent: result.task.clone(),
+                        tasks: grown.spawned,
                     };
-                    self.emit(input, decision, out);
+                    self.emit(input, spawned, out);
                 }
+                let after = self.runs.get(run).map_or(0, |state| state.tasks.len());
+                let mut settle = Settle::fresh(before..after);
+                settle.ended.push_back((index, None));
+                for unchosen in grown.unchosen {
+                    let reason = SkipReason::NotChosen {
+                        by: result.task.clone(),
+                    };
+                    settle.fates.insert(unchosen, Judgement::Skip(reason));
+                    settle.ended.push_back((unchosen, Some(Ending::Skipped)));
+                }
+                self.settle(input, run, settle, out);
                 self.finish_if_done(input, run, out);
             }
             Outcome::Failed { error, permanent } => {
@@ -304,27 +365,174 @@ impl Scheduler {
             attempts: attempt.0,
         };
         self.emit(input, dead, out);
-        let dependents: Vec<TaskId> = self
-            .runs
-            .get(run)
-            .map(|state| {
-                state
-                    .transitive_dependents(index)
-                    .into_iter()
-                    .filter(|&d| !state.tasks[d].phase.is_terminal())
-                    .map(|d| state.plan.tasks[d].id.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for dependent in dependents {
-            let decision = Decision::TaskCanceled {
-                run: run.clone(),
-                task: dependent,
-                reason: CancelReason::UpstreamFailed { task: task.clone() },
+        let mut settle = Settle::default();
+        settle.ended.push_back((index, None));
+        self.settle(input, run, settle, out);
+        self.finish_if_done(input, run, out);
+    }
+
+    /// Checks what a succeeded attempt of task `index` asks to add: its spawn (as a plan's
+    /// tasks, against the run) and its branch (tasks that need it). Every problem, or nothing.
+    fn check_growth(
+        &self,
+        run: &RunId,
+        index: usize,
+        spawn: &[Value],
+        branch: Option<&[String]>,
+    ) -> Result<Growth, Vec<String>> {
+        let Some(state) = self.runs.get(run) else {
+            return Ok(Growth::default());
+        };
+        let mut problems = Vec::new();
+        let mut spawned = Vec::new();
+        if !spawn.is_empty() {
+            let waiting = state.waiting_for_spawn_of(index);
+            let exists = |id: &str| state.has_task(id);
+            let waits_for_spawn = |id: &str| {
+                TaskId::new(id)
+                    .ok()
+                    .and_then(|id| state.index_of(&id))
+                    .is_some_and(|i| waiting[i])
+            };
+            let scope = SpawnScope {
+                spawner: &state.plan.tasks[index],
+                depth: state.tasks[index].depth + 1,
+                tasks: state.tasks.len(),
+                exists: &exists,
+                waits_for_spawn: &waits_for_spawn,
+            };
+            match validate_spawn(&state.plan, spawn, &scope) {
+                Ok(tasks) => spawned = tasks,
+                Err(found) => problems.extend(found.iter().map(ToString::to_string)),
+            }
+        }
+        let mut unchosen = Vec::new();
+        if let Some(chosen) = branch {
+            let spawner = &state.plan.tasks[index].id;
+            let dependents = state.dependents(index);
+            for id in chosen {
+                let known = TaskId::new(id.as_str())
+                    .ok()
+                    .and_then(|id| state.index_of(&id))
+                    .is_some_and(|i| dependents.contains(&i));
+                if !known {
+                    problems.push(
+                        workforce_shared::PlanProblem {
+                            line: None,
+                            task: None,
+                            param: None,
+                            kind: workforce_shared::plan::ProblemKind::NotADependent {
+                                chosen: id.clone(),
+                                spawner: spawner.to_string(),
+                            },
+                        }
+                        .to_string(),
+                    );
+                }
+            }
+            unchosen = dependents
+                .iter()
+                .copied()
+                .filter(|&d| {
+                    state.tasks[d].phase == Phase::Waiting
+                        && !chosen.iter().any(|c| c == state.plan.tasks[d].id.as_str())
+                })
+                .collect();
+        }
+        if problems.is_empty() {
+            Ok(Growth { spawned, unchosen })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Applies the trigger rules after tasks ended (or were added): every waiting task whose
+    /// rule now decides becomes ready, skipped or canceled, and those that end in turn decide
+    /// for the tasks waiting on them, until nothing more is decided. The decisions are emitted
+    /// in task order, once all are known.
+    fn settle(&mut self, input: &Input, run: &RunId, mut settle: Settle, out: &mut Out) {
+        let Some(state) = self.runs.get(run) else {
+            return;
+        };
+        // What the tasks decided here add to the counts the state holds.
+        let mut added: BTreeMap<usize, UpstreamCounts> = BTreeMap::new();
+        let verdict = |task: usize, added: &BTreeMap<usize, UpstreamCounts>| {
+            let mut counts = state.tasks[task].counts;
+            if let Some(more) = added.get(&task) {
+                counts.completed += more.completed;
+                counts.failed += more.failed;
+                counts.skipped += more.skipped;
+                counts.unfinished = counts
+                    .unfinished
+                    .saturating_sub(more.completed + more.failed + more.skipped);
+            }
+            state.plan.tasks[task].trigger.verdict(counts)
+        };
+        let mut candidates: Vec<usize> = settle.fresh.clone().collect();
+        loop {
+            for task in candidates.drain(..) {
+                if settle.fates.contains_key(&task) || state.tasks[task].phase != Phase::Waiting {
+                    continue;
+                }
+                let fate = match verdict(task, &added) {
+                    Verdict::Wait => continue,
+                    Verdict::Run => Judgement::Ready,
+                    Verdict::Skip => Judgement::Skip(SkipReason::TriggerUnmet {
+                        trigger: state.plan.tasks[task].trigger,
+                    }),
+                    Verdict::Cancel => match root_failure(state, &settle.fates, task) {
+                        Some(root) => Judgement::Cancel(root),
+                        None => continue,
+                    },
+                };
+                let ending = match fate {
+                    Judgement::Ready => None,
+                    Judgement::Skip(_) => Some(Ending::Skipped),
+                    Judgement::Cancel(_) => Some(Ending::Failed),
+                };
+                settle.fates.insert(task, fate);
+                if let Some(ending) = ending {
+                    settle.ended.push_back((task, Some(ending)));
+                }
+            }
+            let Some((ended, ending)) = settle.ended.pop_front() else {
+                break;
+            };
+            for &w in state.watchers(ended) {
+                if let Some(ending) = ending {
+                    ending.count(added.entry(w).or_default());
+                }
+                candidates.push(w);
+            }
+        }
+        let fates = std::mem::take(&mut settle.fates);
+        for (task, fate) in fates {
+            let Some(id) = self
+                .runs
+                .get(run)
+                .map(|state| state.plan.tasks[task].id.clone())
+            else {
+                return;
+            };
+            let decision = match fate {
+                Judgement::Ready => Decision::TaskReady {
+                    run: run.clone(),
+                    task: id,
+                    attempt: Attempt::FIRST,
+                },
+                Judgement::Skip(reason) => Decision::TaskSkipped {
+                    run: run.clone(),
+                    task: id,
+                    reason,
+                },
+                Judgement::Cancel(root) => Decision::TaskCanceled {
+                    run: run.clone(),
+                    task: id,
+                    reason: CancelReason::UpstreamFailed { task: root },
+                },
             };
             self.emit(input, decision, out);
         }
-        self.finish_if_done(input, run, out);
     }
 
     /// The task's index and timeout when `attempt` is the one running; a late timer or a
@@ -408,11 +616,9 @@ impl Scheduler {
         if state.outcome.is_some() || state.tasks.iter().any(|t| !t.phase.is_terminal()) {
             return;
         }
-        let outcome = match state.first_failed {
+        let outcome = match state.failure() {
             None => RunOutcome::Succeeded,
-            Some(index) => RunOutcome::Failed {
-                task: state.plan.tasks[index].id.clone(),
-            },
+            Some(task) => RunOutcome::Failed { task },
         };
         let decision = Decision::RunFinished {
             run: run.clone(),

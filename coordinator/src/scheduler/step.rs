@@ -129,6 +129,8 @@ impl Scheduler {
                 self.dead_letter(run, task).map(Effect::DeadLetter)
             }
             Decision::RunAccepted { .. }
+            | Decision::TasksSpawned { .. }
+            | Decision::TaskSkipped { .. }
             | Decision::InputRejected { .. }
             | Decision::TaskReady { .. }
             | Decision::RunFinished { .. }

@@ -67,11 +67,7 @@ fn result(task: &str, attempt: u32, outcome: Outcome) -> Input {
 }
 
 fn ok(task: &str, attempt: u32) -> Input {
-    result(
-        task,
-        attempt,
-        Outcome::succeeded(json!({ "from": task })),
-    )
+    result(task, attempt, Outcome::succeeded(json!({ "from": task })))
 }
 
 fn failed(task: &str, attempt: u32) -> Input {
@@ -786,3 +782,5 @@ fn every_variant_has_its_own_kind_named_as_the_log_tags_it() {
     let tagged = serde_json::to_value(&decision).expect("json");
     assert_eq!(tagged["decision"], json!(decision.kind()));
 }
+
+mod growth;

@@ -1,7 +1,7 @@
 //! Read-only views of the scheduler's state, as `status`, `runs` and `workers` show them.
 
 use serde::{Deserialize, Serialize};
-use workforce_shared::{Capability, RunId, TaskId, WorkerId};
+use workforce_shared::{Capability, RunId, TaskId, Trigger, WorkerId};
 
 use super::run::{Phase, RunState};
 use super::{RunOutcome, Scheduler};
@@ -18,6 +18,8 @@ pub enum TaskStatus {
     Completed,
     Failed,
     Canceled,
+    /// Will not run: its trigger rule could no longer be met, or a branch left it out.
+    Skipped,
 }
 
 impl TaskStatus {
@@ -29,12 +31,16 @@ impl TaskStatus {
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
             TaskStatus::Canceled => "canceled",
+            TaskStatus::Skipped => "skipped",
         }
     }
 
     pub fn is_terminal(self) -> bool {
         match self {
-            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Canceled => true,
+            TaskStatus::Completed
+            | TaskStatus::Failed
+            | TaskStatus::Canceled
+            | TaskStatus::Skipped => true,
             TaskStatus::Queued | TaskStatus::Running | TaskStatus::Blocked => false,
         }
     }
@@ -72,7 +78,13 @@ pub struct TaskView {
     #[serde(default)]
     pub started: u32,
     pub max_attempts: u32,
-    /// Why it is blocked, queued, failed or canceled.
+    /// When it runs, given how its upstream ended.
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// The task that spawned it; absent for the plan's own tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<TaskId>,
+    /// Why it is blocked, queued, failed, canceled or skipped.
     pub detail: Option<String>,
     pub output: Option<serde_json::Value>,
 }
@@ -99,6 +111,8 @@ pub struct RunSummary {
     pub completed: u32,
     pub failed: u32,
     pub canceled: u32,
+    #[serde(default)]
+    pub skipped: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,7 +158,7 @@ impl Scheduler {
                 let (status, detail) = match &task.phase {
                     Phase::Waiting => {
                         let needs: Vec<String> = state
-                            .unfinished_needs(index)
+                            .unfinished_upstream(index)
                             .iter()
                             .map(|t| t.to_string())
                             .collect();
@@ -178,6 +192,7 @@ impl Scheduler {
                         task.failures.last().map(|(_, cause)| cause.to_string()),
                     ),
                     Phase::Canceled { reason } => (TaskStatus::Canceled, Some(reason.to_string())),
+                    Phase::Skipped { reason } => (TaskStatus::Skipped, Some(reason.to_string())),
                 };
                 let output = task.phase.output().cloned();
                 TaskView {
@@ -188,6 +203,8 @@ impl Scheduler {
                     attempt: task.attempt.0,
                     started: task.started,
                     max_attempts: spec.retry.max_attempts,
+                    trigger: spec.trigger,
+                    parent: task.parent.map(|p| state.plan.tasks[p].id.clone()),
                     detail,
                     output,
                 }
@@ -224,6 +241,7 @@ impl Scheduler {
                     completed: count(|p| matches!(p, Phase::Completed { .. })),
                     failed: count(|p| matches!(p, Phase::Failed)),
                     canceled: count(|p| matches!(p, Phase::Canceled { .. })),
+                    skipped: count(|p| matches!(p, Phase::Skipped { .. })),
                 }
             })
             .collect()

@@ -469,6 +469,12 @@ fn trace(decision: &Decision) {
             info!(run_id = %run, task_id = %task, attempt = %attempt, reason = ?reason, "result ignored")
         }
         Decision::InputRejected { rejection } => warn!(rejection = %rejection, "input rejected"),
+        Decision::TasksSpawned { run, parent, tasks } => {
+            info!(run_id = %run, task_id = %parent, spawned = tasks.len(), "tasks spawned")
+        }
+        Decision::TaskSkipped { run, task, reason } => {
+            info!(run_id = %run, task_id = %task, reason = %reason, "task skipped")
+        }
         Decision::TaskReady { .. }
         | Decision::TaskCompleted { .. }
         | Decision::TaskCanceled { .. } => {}

@@ -186,6 +186,8 @@ mod tests {
             attempt: 1,
             started: 1,
             max_attempts: 1,
+            trigger: Default::default(),
+            parent: None,
             detail: None,
             output: Some(json!("x".repeat(output_bytes))),
         };

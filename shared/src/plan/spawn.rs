@@ -294,7 +294,12 @@ mod tests {
             1,
         )
         .expect_err("cycle");
-        assert!(problems.iter().any(|p| p.contains("dependency cycle: f -> g -> f")), "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("dependency cycle: f -> g -> f")),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -305,13 +310,25 @@ mod tests {
             {"id": "b", "capability": "analyze"},
         ]);
         let problems = check(&plan, two, 3).expect_err("over limits").join("\n");
-        assert!(problems.contains("2 is over the run's limit spawn = 1"), "{problems}");
-        assert!(problems.contains("3 is over the run's limit depth = 2"), "{problems}");
-        assert!(problems.contains("4 is over the run's limit tasks = 3"), "{problems}");
+        assert!(
+            problems.contains("2 is over the run's limit spawn = 1"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("3 is over the run's limit depth = 2"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("4 is over the run's limit tasks = 3"),
+            "{problems}"
+        );
         let zero = plan_with_zero_spawn();
         let one = json!([{"id": "a", "capability": "analyze"}]);
         let problems = check(&zero, one, 1).expect_err("zero").join("\n");
-        assert!(problems.contains("1 is over the run's limit spawn = 0"), "{problems}");
+        assert!(
+            problems.contains("1 is over the run's limit spawn = 0"),
+            "{problems}"
+        );
     }
 
     fn plan_with_zero_spawn() -> Plan {

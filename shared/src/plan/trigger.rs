@@ -115,7 +115,12 @@ impl fmt::Display for Trigger {
 mod tests {
     use super::*;
 
-    fn counts(completed: usize, failed: usize, skipped: usize, unfinished: usize) -> UpstreamCounts {
+    fn counts(
+        completed: usize,
+        failed: usize,
+        skipped: usize,
+        unfinished: usize,
+    ) -> UpstreamCounts {
         UpstreamCounts {
             completed,
             failed,
@@ -127,7 +132,11 @@ mod tests {
     #[test]
     fn nothing_to_wait_for_runs_under_every_rule() {
         for rule in Trigger::ALL {
-            assert_eq!(rule.verdict(UpstreamCounts::default()), Verdict::Run, "{rule}");
+            assert_eq!(
+                rule.verdict(UpstreamCounts::default()),
+                Verdict::Run,
+                "{rule}"
+            );
         }
     }
 
@@ -172,7 +181,10 @@ mod tests {
         for rule in Trigger::ALL {
             let json = serde_json::to_value(rule).expect("encode");
             assert_eq!(json, serde_json::json!(rule.name()));
-            assert_eq!(serde_json::from_value::<Trigger>(json).expect("decode"), rule);
+            assert_eq!(
+                serde_json::from_value::<Trigger>(json).expect("decode"),
+                rule
+            );
         }
     }
 }
