@@ -151,7 +151,6 @@ fn an_invalid_spawn_fails_its_spawner_for_good_and_applies_nothing() {
         {"id": "join", "capability": "analyze"},
         {"id": "b", "capability": "other"},
         {"id": "c", "capability": "analyze", "needs": ["lead"]},
-        {"id": "d", "capability": "analyze", "needs": ["join"]},
     ]);
     let d = s.apply(&grows("lead", 1, bad, None));
     let cause = d
@@ -192,6 +191,17 @@ fn an_invalid_spawn_fails_its_spawner_for_good_and_applies_nothing() {
     assert_eq!(s.run_view(&run()).expect("run").tasks.len(), 2);
     // The all_done join still runs: the run goes on by its trigger rules.
     assert_eq!(dispatched(&d), ["join"]);
+
+    // A spawned task that needs the join would wait for itself.
+    let mut s = lead_cluster();
+    submit(&mut s, LEAD);
+    let cyclic = json!([{"id": "d", "capability": "analyze", "needs": ["join"]}]);
+    let d = s.apply(&grows("lead", 1, cyclic, None));
+    let refused = d.iter().any(|d| {
+        matches!(d, Decision::AttemptFailed { cause: FailureCause::ControlRefused { problems }, .. }
+            if problems.iter().any(|p| p.contains("needs \"join\", which waits for what \"lead\" spawns")))
+    });
+    assert!(refused, "{d:#?}");
 }
 
 #[test]
