@@ -7,15 +7,22 @@
 //! - **capacity**: no dispatch while its capability already runs as many attempts as its
 //!   live workers announce;
 //! - **dispatch follows readiness**: an attempt is dispatched at most once, after it was made
-//!   ready.
+//!   ready;
+//! - **decisions follow the trigger rules**: a task is made ready, skipped for its rule, or
+//!   canceled for a failed upstream only when its rule says so of its whole upstream (the
+//!   tasks it needs and everything they spawned, as recorded), and a branch skips only tasks
+//!   that need the task that branched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use workforce_shared::{Attempt, Capability, EventSeq, RunId, TaskId, WorkerId};
+use workforce_shared::{
+    Attempt, Capability, EventSeq, RunId, TaskId, TaskSpec, Trigger, UpstreamCounts, Verdict,
+    WorkerId,
+};
 
 use crate::log::{Entry, Event};
-use crate::scheduler::{Decision, Input};
+use crate::scheduler::{CancelReason, Decision, Input, SkipReason};
 
 /// Which invariant a log broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +30,7 @@ pub enum Invariant {
     OneOutcome,
     Capacity,
     DispatchFollowsReadiness,
+    TriggerRules,
 }
 
 impl fmt::Display for Invariant {
@@ -31,6 +39,7 @@ impl fmt::Display for Invariant {
             Invariant::OneOutcome => "one terminal outcome per task",
             Invariant::Capacity => "no dispatch at capacity",
             Invariant::DispatchFollowsReadiness => "dispatch follows readiness",
+            Invariant::TriggerRules => "decisions follow the trigger rules",
         })
     }
 }
@@ -68,7 +77,80 @@ struct Ledger {
     running: BTreeMap<Key, (Attempt, Capability)>,
     in_flight: BTreeMap<Capability, u32>,
     workers: BTreeMap<WorkerId, (Vec<Capability>, u32)>,
-    submitted: BTreeMap<RunId, Vec<TaskId>>,
+    submitted: BTreeMap<RunId, Vec<TaskSpec>>,
+    graphs: BTreeMap<RunId, Graph>,
+}
+
+/// A run's graph as the log records it: what each task needs and its rule, what each spawned,
+/// and how each ended.
+#[derive(Debug, Default)]
+struct Graph {
+    specs: BTreeMap<TaskId, (Vec<TaskId>, Trigger)>,
+    children: BTreeMap<TaskId, Vec<TaskId>>,
+    /// 0 completed, 1 failed (dead-lettered or canceled), 2 skipped.
+    ended: BTreeMap<TaskId, u8>,
+}
+
+impl Graph {
+    fn add(&mut self, tasks: &[TaskSpec]) {
+        for t in tasks {
+            self.specs
+                .insert(t.id.clone(), (t.needs.clone(), t.trigger));
+        }
+    }
+
+    /// What the rule of `task` says of its upstream as recorded so far.
+    fn verdict(&self, task: &TaskId) -> Option<Verdict> {
+        let (needs, trigger) = self.specs.get(task)?;
+        let mut counts = UpstreamCounts::default();
+        let mut stack: Vec<&TaskId> = needs.iter().collect();
+        while let Some(t) = stack.pop() {
+            match self.ended.get(t) {
+                Some(0) => counts.completed += 1,
+                Some(1) => counts.failed += 1,
+                Some(_) => counts.skipped += 1,
+                None => counts.unfinished += 1,
+            }
+            stack.extend(self.children.get(t).into_iter().flatten());
+        }
+        Some(trigger.verdict(counts))
+    }
+
+    /// Checks a decision about `task` against its rule: `None` when it follows.
+    fn check(&self, task: &TaskId, decision: &Decision) -> Option<String> {
+        let expected = match decision {
+            Decision::TaskReady { attempt, .. } if *attempt == Attempt::FIRST => Verdict::Run,
+            Decision::TaskSkipped {
+                reason: SkipReason::TriggerUnmet { .. },
+                ..
+            } => Verdict::Skip,
+            Decision::TaskCanceled {
+                reason: CancelReason::UpstreamFailed { .. },
+                ..
+            } => Verdict::Cancel,
+            Decision::TaskSkipped {
+                reason: SkipReason::NotChosen { by },
+                ..
+            } => {
+                let follows = self
+                    .specs
+                    .get(task)
+                    .is_some_and(|(needs, _)| needs.contains(by))
+                    && self.ended.get(by) == Some(&0);
+                return (!follows).then(|| {
+                    format!("task {task} is skipped by a branch of {by}, which it does not need or which did not complete")
+                });
+            }
+            _ => return None,
+        };
+        let found = self.verdict(task)?;
+        (found != expected).then(|| {
+            format!(
+                "{} for task {task}, but its rule says {found:?} of its upstream as recorded",
+                decision.kind()
+            )
+        })
+    }
 }
 
 impl Ledger {
@@ -118,9 +200,13 @@ impl Ledger {
 /// Checks `events` against every invariant; the first violation is returned.
 pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
     let mut ledger = Ledger::default();
+    let mut pending: Vec<(EventSeq, &Decision)> = Vec::new();
     let mut checked = Checked::default();
     for (seq, event) in events {
         let seq = *seq;
+        if matches!(event.entry, Entry::Input(_)) {
+            check_rules(&ledger, &mut pending)?;
+        }
         match &event.entry {
             Entry::Input(input) => match input {
                 Input::WorkerJoined {
@@ -136,8 +222,7 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                     ledger.workers.remove(worker);
                 }
                 Input::RunSubmitted { run, plan } => {
-                    let ids = plan.tasks.iter().map(|t| t.id.clone()).collect();
-                    ledger.submitted.insert(run.clone(), ids);
+                    ledger.submitted.insert(run.clone(), plan.tasks.clone());
                 }
                 Input::ResultReceived { .. }
                 | Input::RetryDue { .. }
@@ -146,86 +231,148 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                 | Input::PublishFailed { .. }
                 | Input::CoordinatorStarted { .. } => {}
             },
-            Entry::Decision(decision) => match decision {
-                Decision::RunAccepted { run, .. } => {
-                    checked.runs += 1;
-                    let tasks = ledger.submitted.remove(run).unwrap_or_default();
-                    ledger.tasks.insert(run.clone(), tasks);
+            Entry::Decision(decision) => {
+                if decided_task(decision).is_some() {
+                    pending.push((seq, decision));
                 }
-                Decision::TaskReady { run, task, attempt } => {
-                    ledger.ready.insert((run.clone(), task.clone(), *attempt));
-                }
-                Decision::Dispatch {
-                    run,
-                    task,
-                    attempt,
-                    capability,
-                    ..
-                } => {
-                    checked.dispatches += 1;
-                    let key = (run.clone(), task.clone(), *attempt);
-                    if !ledger.ready.contains(&key) || !ledger.dispatched.insert(key) {
-                        return Err(Violation {
-                            seq,
-                            invariant: Invariant::DispatchFollowsReadiness,
-                            detail: format!(
-                                "attempt {attempt} of task {task} (run {run}) is dispatched without being ready, or twice"
-                            ),
-                        });
+                ledger.record_ending(decision);
+                match decision {
+                    Decision::RunAccepted { run, .. } => {
+                        checked.runs += 1;
+                        let tasks = ledger.submitted.remove(run).unwrap_or_default();
+                        ledger.graphs.entry(run.clone()).or_default().add(&tasks);
+                        ledger
+                            .tasks
+                            .insert(run.clone(), tasks.into_iter().map(|t| t.id).collect());
                     }
-                    let (running, capacity) =
-                        (ledger.in_flight(capability), ledger.capacity(capability));
-                    if running >= capacity {
-                        return Err(Violation {
-                            seq,
-                            invariant: Invariant::Capacity,
-                            detail: format!(
-                                "task {task} of run {run} dispatched to capability {capability} while it runs {running} of a capacity of {capacity}"
-                            ),
-                        });
+                    Decision::TaskReady { run, task, attempt } => {
+                        ledger.ready.insert((run.clone(), task.clone(), *attempt));
                     }
-                    ledger.start(run, task, *attempt, capability);
-                }
-                Decision::AttemptFailed { run, task, .. } => ledger.end(run, task),
-                Decision::TasksSpawned { run, tasks, .. } => {
-                    checked.spawns += 1;
-                    checked.spawned += tasks.len() as u64;
-                    let known = ledger.tasks.entry(run.clone()).or_default();
-                    known.extend(tasks.iter().map(|t| t.id.clone()));
-                }
-                Decision::TaskCompleted { run, task, .. }
-                | Decision::DeadLettered { run, task, .. }
-                | Decision::TaskCanceled { run, task, .. }
-                | Decision::TaskSkipped { run, task, .. } => {
-                    ledger.end(run, task);
-                    ledger.outcome(seq, run, task)?;
-                }
-                Decision::RunFinished { run, .. } => {
-                    checked.finished_runs += 1;
-                    let tasks = ledger.tasks.get(run).cloned().unwrap_or_default();
-                    for task in tasks {
-                        let n = ledger
-                            .outcomes
-                            .get(&(run.clone(), task.clone()))
-                            .copied()
-                            .unwrap_or(0);
-                        if n != 1 {
+                    Decision::Dispatch {
+                        run,
+                        task,
+                        attempt,
+                        capability,
+                        ..
+                    } => {
+                        checked.dispatches += 1;
+                        let key = (run.clone(), task.clone(), *attempt);
+                        if !ledger.ready.contains(&key) || !ledger.dispatched.insert(key) {
                             return Err(Violation {
                                 seq,
-                                invariant: Invariant::OneOutcome,
+                                invariant: Invariant::DispatchFollowsReadiness,
                                 detail: format!(
-                                    "run {run} finished with task {task} having {n} terminal outcomes"
+                                    "attempt {attempt} of task {task} (run {run}) is dispatched without being ready, or twice"
                                 ),
                             });
                         }
+                        let (running, capacity) =
+                            (ledger.in_flight(capability), ledger.capacity(capability));
+                        if running >= capacity {
+                            return Err(Violation {
+                                seq,
+                                invariant: Invariant::Capacity,
+                                detail: format!(
+                                    "task {task} of run {run} dispatched to capability {capability} while it runs {running} of a capacity of {capacity}"
+                                ),
+                            });
+                        }
+                        ledger.start(run, task, *attempt, capability);
                     }
+                    Decision::AttemptFailed { run, task, .. } => ledger.end(run, task),
+                    Decision::TasksSpawned { run, tasks, .. } => {
+                        checked.spawns += 1;
+                        checked.spawned += tasks.len() as u64;
+                        let known = ledger.tasks.entry(run.clone()).or_default();
+                        known.extend(tasks.iter().map(|t| t.id.clone()));
+                        let graph = ledger.graphs.entry(run.clone()).or_default();
+                        graph.add(tasks);
+                        if let Decision::TasksSpawned { parent, .. } = decision {
+                            let children = graph.children.entry(parent.clone()).or_default();
+                            children.extend(tasks.iter().map(|t| t.id.clone()));
+                        }
+                    }
+                    Decision::TaskCompleted { run, task, .. }
+                    | Decision::DeadLettered { run, task, .. }
+                    | Decision::TaskCanceled { run, task, .. }
+                    | Decision::TaskSkipped { run, task, .. } => {
+                        ledger.end(run, task);
+                        ledger.outcome(seq, run, task)?;
+                    }
+                    Decision::RunFinished { run, .. } => {
+                        checked.finished_runs += 1;
+                        let tasks = ledger.tasks.get(run).cloned().unwrap_or_default();
+                        for task in tasks {
+                            let n = ledger
+                                .outcomes
+                                .get(&(run.clone(), task.clone()))
+                                .copied()
+                                .unwrap_or(0);
+                            if n != 1 {
+                                return Err(Violation {
+                                    seq,
+                                    invariant: Invariant::OneOutcome,
+                                    detail: format!(
+                                        "run {run} finished with task {task} having {n} terminal outcomes"
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                    Decision::InputRejected { .. }
+                    | Decision::StopAttempt { .. }
+                    | Decision::RetryScheduled { .. }
+                    | Decision::ResultIgnored { .. } => {}
                 }
-                Decision::InputRejected { .. }
-                | Decision::StopAttempt { .. }
-                | Decision::RetryScheduled { .. }
-                | Decision::ResultIgnored { .. } => {}
-            },
+            }
         }
     }
+    check_rules(&ledger, &mut pending)?;
     Ok(checked)
+}
+
+/// Checks the trigger-rule decisions of one step against the graph as the whole step left
+/// it: a step emits them in task order, not in the order its ends were taken in, and a
+/// decided verdict never changes as more upstream tasks end.
+fn check_rules(ledger: &Ledger, pending: &mut Vec<(EventSeq, &Decision)>) -> Result<(), Violation> {
+    for (seq, decision) in pending.drain(..) {
+        if let (Some(run), Some(task)) = (decision.run(), decided_task(decision))
+            && let Some(graph) = ledger.graphs.get(run)
+            && let Some(detail) = graph.check(task, decision)
+        {
+            return Err(Violation {
+                seq,
+                invariant: Invariant::TriggerRules,
+                detail: format!("run {run}: {detail}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The task a decision settles by a trigger rule or a branch, if it is such a decision.
+fn decided_task(decision: &Decision) -> Option<&TaskId> {
+    match decision {
+        Decision::TaskReady { task, .. }
+        | Decision::TaskSkipped { task, .. }
+        | Decision::TaskCanceled { task, .. } => Some(task),
+        _ => None,
+    }
+}
+
+impl Ledger {
+    /// Notes how a task ended, for the rules of the tasks that wait on it.
+    fn record_ending(&mut self, decision: &Decision) {
+        let (run, task, ending) = match decision {
+            Decision::TaskCompleted { run, task, .. } => (run, task, 0),
+            Decision::DeadLettered { run, task, .. } | Decision::TaskCanceled { run, task, .. } => {
+                (run, task, 1)
+            }
+            Decision::TaskSkipped { run, task, .. } => (run, task, 2),
+            _ => return,
+        };
+        if let Some(graph) = self.graphs.get_mut(run) {
+            graph.ended.insert(task.clone(), ending);
+        }
+    }
 }

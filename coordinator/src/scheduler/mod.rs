@@ -714,6 +714,26 @@ impl Scheduler {
         self.running_task(run, task, attempt).is_some()
     }
 
+    /// A task of a run, as the run holds it (spawned ones included).
+    pub fn task_spec(&self, run: &RunId, task: &TaskId) -> Option<&TaskSpec> {
+        let state = self.runs.get(run)?;
+        Some(&state.plan.tasks[state.index_of(task)?])
+    }
+
+    /// The tasks that need `task` directly: those a branch of it chooses among.
+    pub fn dependents_of(&self, run: &RunId, task: &TaskId) -> Vec<TaskId> {
+        let Some(state) = self.runs.get(run) else {
+            return Vec::new();
+        };
+        state.index_of(task).map_or_else(Vec::new, |index| {
+            state
+                .dependents(index)
+                .iter()
+                .map(|&d| state.plan.tasks[d].id.clone())
+                .collect()
+        })
+    }
+
     pub fn has_run(&self, run: &RunId) -> bool {
         self.runs.contains_key(run)
     }

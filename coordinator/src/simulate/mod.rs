@@ -26,7 +26,7 @@ use std::ops::RangeInclusive;
 use serde::Serialize;
 use workforce_shared::{EventSeq, Plan, RunId};
 
-use crate::invariants::{Violation, check};
+use crate::invariants::{Checked, Violation, check};
 use crate::log::{Event, LogError};
 use crate::recovery::RecoveryError;
 use crate::replay::{ReplayError, replay};
@@ -169,6 +169,10 @@ pub enum SeedProblem {
     Digest { first: String, second: String },
     #[error("the run did not finish (status {status})")]
     Unfinished { status: String },
+    #[error(
+        "task {task} declares `spawns` and completed, but nothing was spawned: the simulation did not grow the graph"
+    )]
+    NeverSpawned { task: String },
     #[error("the simulation failed: {0}")]
     Sim(#[from] SimError),
 }
@@ -191,26 +195,31 @@ pub struct SeedsReport {
     pub succeeded: u64,
     pub failed: u64,
     pub faults: FaultCounts,
+    /// Spawns applied, and the tasks they added.
+    pub spawns: u64,
+    pub spawned: u64,
 }
 
 impl fmt::Display for SeedsReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} runs, 0 invariant violations (faults injected: {} — {})",
+            "{} runs, 0 invariant violations (faults injected: {} — {}; spawns {}, adding {} tasks)",
             self.runs,
             self.faults.total(),
-            self.faults
+            self.faults,
+            self.spawns,
+            self.spawned
         )
     }
 }
 
 /// Checks every invariant a recorded log must keep: the invariants themselves, and that it
 /// replays identically.
-pub fn verify_log(log: &[(EventSeq, Event)]) -> Result<(), SeedProblem> {
-    check(log)?;
+pub fn verify_log(log: &[(EventSeq, Event)]) -> Result<Checked, SeedProblem> {
+    let checked = check(log)?;
     replay(log, None)?;
-    Ok(())
+    Ok(checked)
 }
 
 /// Simulates one seed twice, lets `tamper` change the first log (tests use it to show that a
@@ -219,7 +228,7 @@ pub fn check_seed(
     plan: &Plan,
     config: &SimConfig,
     tamper: impl FnOnce(&mut Vec<(EventSeq, Event)>),
-) -> Result<SimReport, SeedFailure> {
+) -> Result<(SimReport, Checked), SeedFailure> {
     let fail = |problem: SeedProblem| SeedFailure {
         seed: config.seed,
         problem,
@@ -233,9 +242,16 @@ pub fn check_seed(
         }));
     }
     tamper(&mut report.log);
-    verify_log(&report.log).map_err(fail)?;
+    let checked = verify_log(&report.log).map_err(fail)?;
+    if checked.spawns == 0
+        && let Some(task) = completed_spawner(plan, &report.log)
+    {
+        return Err(fail(SeedProblem::NeverSpawned { task }));
+    }
     match report.summary.as_ref().map(|s| s.status) {
-        Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled) => Ok(report),
+        Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled) => {
+            Ok((report, checked))
+        }
         other => Err(fail(SeedProblem::Unfinished {
             status: other.map_or("unknown", RunStatus::as_str).to_owned(),
         })),
@@ -254,8 +270,10 @@ pub fn check_seeds(
             seed,
             ..config.clone()
         };
-        let report = check_seed(plan, &config, |_| {})?;
+        let (report, checked) = check_seed(plan, &config, |_| {})?;
         total.runs += 1;
+        total.spawns += checked.spawns;
+        total.spawned += checked.spawned;
         total.events += report.events;
         total.attempts += report.attempts;
         match report.summary.map(|s| s.status) {
@@ -265,6 +283,20 @@ pub fn check_seeds(
         total.faults.add(&report.faults);
     }
     Ok(total)
+}
+
+/// A task of the plan that declares `spawns` and completed in `log`, if any.
+fn completed_spawner(plan: &Plan, log: &[(EventSeq, Event)]) -> Option<String> {
+    log.iter().find_map(|(_, event)| match &event.entry {
+        crate::log::Entry::Decision(crate::scheduler::Decision::TaskCompleted { task, .. })
+            if plan
+                .task(task)
+                .is_some_and(|t| t.spawns.as_ref().is_some_and(|s| !s.is_empty())) =>
+        {
+            Some(task.to_string())
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ fn faults_reach_the_log_timeouts_included() {
     let mut seen = FaultCounts::default();
     let (mut timed_out, mut restarts) = (0, 0);
     for seed in 1..=200 {
-        let report = check_seed(
+        let (report, _) = check_seed(
             &plan,
             &SimConfig {
                 seed,
@@ -235,6 +235,74 @@ fn a_damaged_log_is_caught_naming_the_seed_and_the_invariant() {
     assert_eq!(err.seed, 78);
     assert!(
         matches!(&err.problem, SeedProblem::Invariant(v) if v.invariant == Invariant::Capacity),
+        "{err}"
+    );
+}
+
+const LEAD: &str = r#"
+name = "lead"
+[[tasks]]
+id = "lead"
+capability = "lead"
+spawns = ["analyze"]
+[[tasks]]
+id = "synthesize"
+capability = "merge"
+needs = ["lead"]
+trigger = "all_done"
+"#;
+
+#[test]
+fn spawning_plans_grow_under_faults_and_check_clean() {
+    let plan = Plan::parse(LEAD, PlanFormat::Toml, &PlanLimits::default()).expect("plan");
+    let config = SimConfig {
+        workers: 4,
+        faults: true,
+        ..SimConfig::default()
+    };
+    let report = check_seeds(&plan, &config, 1..=60).expect("clean");
+    assert!(report.spawns >= 50, "{report}");
+    assert!(
+        report.spawned > report.spawns,
+        "nested and wide spawns: {report}"
+    );
+    assert!(report.succeeded > 0, "{report}");
+}
+
+#[test]
+fn a_join_made_ready_before_what_was_spawned_ended_is_caught() {
+    let plan = Plan::parse(LEAD, PlanFormat::Toml, &PlanLimits::default()).expect("plan");
+    let config = SimConfig {
+        seed: 5,
+        workers: 2,
+        ..SimConfig::default()
+    };
+    let err = check_seed(&plan, &config, |log| {
+        let at = log
+            .iter()
+            .position(|(_, e)| matches!(e.entry, Entry::Decision(Decision::TasksSpawned { .. })))
+            .expect("a spawn");
+        let Entry::Decision(Decision::TasksSpawned { run, .. }) = log[at].1.entry.clone() else {
+            unreachable!()
+        };
+        let early = Event {
+            at_ms: log[at].1.at_ms,
+            entry: Entry::Decision(Decision::TaskReady {
+                run,
+                task: "synthesize".parse().expect("id"),
+                attempt: workforce_shared::Attempt::FIRST,
+            }),
+        };
+        insert(log, at + 1, early);
+    })
+    .expect_err("the damaged log must be caught");
+    assert!(
+        matches!(&err.problem, SeedProblem::Invariant(v) if v.invariant == Invariant::TriggerRules),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("decisions follow the trigger rules"),
         "{err}"
     );
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sha2::{Digest, Sha256};
 use workforce_shared::{
-    Assignment, Attempt, Capability, EventSeq, Outcome, PROTOCOL_VERSION, Plan, RunId, TaskId,
-    TaskResult, WorkerId,
+    Assignment, Attempt, Capability, EventSeq, Outcome, Plan, RunId, TaskId, TaskResult, Trigger,
+    WorkerId,
 };
 
 use super::{EventSink, FaultCounts, SimConfig, SimError, SimReport, SplitMix64};
@@ -25,6 +25,12 @@ const P_DUPLICATE: f64 = 0.03;
 const P_UNPUBLISHABLE: f64 = 0.005;
 /// That a stop request reaches the worker before its result leaves.
 const P_STOP_REACHES: f64 = 0.5;
+/// Whatever the faults, for tasks that declare `spawns`: that a spawned task needs an earlier
+/// sibling, that it may spawn in turn (down to depth 3), and that a spawner branches.
+const P_SIBLING_NEED: f64 = 0.3;
+const P_SPAWN_AGAIN: f64 = 0.15;
+const MAX_SIM_DEPTH: u32 = 3;
+const P_BRANCH: f64 = 0.15;
 /// Per happening:
 const P_WORKER_LEAVES: f64 = 0.01;
 const P_WORKER_JOINS: f64 = 0.005;
@@ -131,6 +137,8 @@ struct World<'a> {
     faults: FaultCounts,
     attempts: u64,
     finished_at: Option<u64>,
+    /// Spawn depth of the tasks the simulated workers spawned.
+    depth: BTreeMap<TaskId, u32>,
 }
 
 pub(super) fn run(
@@ -139,10 +147,12 @@ pub(super) fn run(
     sink: Option<EventSink<'_>>,
 ) -> Result<SimReport, SimError> {
     let run = RunId::new(format!("sim-{}", config.seed))?;
+    // The workers serve every capability of the plan and of what its tasks may spawn.
     let capabilities: Vec<Capability> = plan
         .tasks
         .iter()
-        .map(|t| t.capability.clone())
+        .flat_map(|t| std::iter::once(&t.capability).chain(t.spawns.iter().flatten()))
+        .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -171,6 +181,7 @@ pub(super) fn run(
         faults: FaultCounts::default(),
         attempts: 0,
         finished_at: None,
+        depth: BTreeMap::new(),
     };
     world.inputs.push_back(Input::CoordinatorStarted {
         semantics: SEMANTICS_VERSION,
@@ -359,10 +370,15 @@ impl World<'_> {
                 permanent: false,
             }
         } else {
-            Outcome::succeeded(serde_json::json!({
-                "task": assignment.task.as_str(),
-                "attempt": assignment.attempt.0,
-            }))
+            let (spawn, branch) = self.growth(&assignment);
+            Outcome::Succeeded {
+                output: serde_json::json!({
+                    "task": assignment.task.as_str(),
+                    "attempt": assignment.attempt.0,
+                }),
+                spawn,
+                branch,
+            }
         };
         let generation = self.workers[worker].generation;
         self.workers[worker].running.push(assignment.clone());
@@ -375,6 +391,62 @@ impl World<'_> {
                 outcome,
             },
         );
+    }
+
+    /// What a successful attempt adds to its run: a task that declares `spawns` spawns 1, 4 or
+    /// 10 tasks of those capabilities (some needing earlier siblings, under any trigger rule,
+    /// some spawning in turn) and sometimes branches among the tasks that need it.
+    fn growth(&mut self, assignment: &Assignment) -> (Vec<serde_json::Value>, Option<Vec<String>>) {
+        let capabilities = match self
+            .scheduler
+            .task_spec(&assignment.run, &assignment.task)
+            .and_then(|spec| spec.spawns.clone())
+        {
+            Some(c) if !c.is_empty() => c,
+            _ => return (Vec::new(), None),
+        };
+        let depth = self.depth.get(&assignment.task).copied().unwrap_or(0) + 1;
+        let n = [1, 4, 10][self.rng.below(3) as usize];
+        let mut spawn = Vec::with_capacity(n);
+        for k in 1..=n {
+            let id = format!("{}-{k}", assignment.task);
+            let capability = &capabilities[self.rng.below(capabilities.len() as u64) as usize];
+            let mut task = serde_json::json!({
+                "id": id,
+                "capability": capability.as_str(),
+                "input": { "k": k },
+            });
+            if k > 1 && self.roll_always(P_SIBLING_NEED) {
+                let sibling = self.rng.between(1, k as u64 - 1);
+                let trigger = Trigger::ALL[self.rng.below(Trigger::ALL.len() as u64) as usize];
+                task["needs"] = serde_json::json!([format!("{}-{sibling}", assignment.task)]);
+                task["trigger"] = serde_json::json!(trigger.name());
+            }
+            if depth < MAX_SIM_DEPTH && self.roll_always(P_SPAWN_AGAIN) {
+                let names: Vec<&str> = capabilities.iter().map(|c| c.as_str()).collect();
+                task["spawns"] = serde_json::json!(names);
+            }
+            if let Ok(id) = TaskId::new(id) {
+                self.depth.insert(id, depth);
+            }
+            spawn.push(task);
+        }
+        let dependents = self
+            .scheduler
+            .dependents_of(&assignment.run, &assignment.task);
+        let branch = (!dependents.is_empty() && self.roll_always(P_BRANCH)).then(|| {
+            dependents
+                .iter()
+                .filter(|_| self.rng.unit() < 0.5)
+                .map(ToString::to_string)
+                .collect()
+        });
+        (spawn, branch)
+    }
+
+    /// A chance drawn whether or not faults are on.
+    fn roll_always(&mut self, chance: f64) -> bool {
+        self.rng.unit() < chance
     }
 
     fn happen(&mut self, happening: Happening) {
@@ -401,7 +473,7 @@ impl World<'_> {
                 }
                 let result = Input::ResultReceived {
                     result: TaskResult {
-                        v: PROTOCOL_VERSION,
+                        v: outcome.version(),
                         run: assignment.run,
                         task: assignment.task,
                         attempt: assignment.attempt,

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
-    /// Every upstream completed. A failed one cancels the task; a skipped one skips it.
+    /// Every upstream completed. A failed one cancels the task at once; a skipped one skips it
+    /// once every upstream ended (a failure among the others cancels it instead).
     #[default]
     AllSuccess,
     /// Every upstream ended, however.
@@ -83,6 +84,9 @@ impl Trigger {
 
     /// The rule applied to what is known so far. Decides as early as the outcome is certain,
     /// never earlier: a rule is not judged unmet while an upstream that could meet it runs.
+    ///
+    /// A verdict other than `Wait` never changes as more upstream tasks end, so the order in
+    /// which the ends of one step are taken in cannot change what is decided.
     pub fn verdict(self, n: UpstreamCounts) -> Verdict {
         if n.total() == 0 {
             return Verdict::Run;
@@ -90,7 +94,7 @@ impl Trigger {
         let all_ended = n.unfinished == 0;
         match self {
             Trigger::AllSuccess if n.failed > 0 => Verdict::Cancel,
-            Trigger::AllSuccess if n.skipped > 0 => Verdict::Skip,
+            Trigger::AllSuccess if n.skipped > 0 && all_ended => Verdict::Skip,
             Trigger::NoneFailed if n.failed > 0 => Verdict::Cancel,
             Trigger::AllSuccess | Trigger::NoneFailed | Trigger::AllDone if all_ended => {
                 Verdict::Run
@@ -148,7 +152,8 @@ mod tests {
             (Trigger::AllSuccess, 1, 0, 0, 1, Wait),
             (Trigger::AllSuccess, 2, 0, 0, 0, Run),
             (Trigger::AllSuccess, 1, 1, 0, 1, Cancel),
-            (Trigger::AllSuccess, 1, 0, 1, 1, Skip),
+            (Trigger::AllSuccess, 1, 0, 1, 1, Wait),
+            (Trigger::AllSuccess, 1, 0, 1, 0, Skip),
             (Trigger::AllSuccess, 0, 1, 1, 0, Cancel),
             (Trigger::AllDone, 0, 1, 1, 1, Wait),
             (Trigger::AllDone, 0, 1, 1, 0, Run),
@@ -173,6 +178,35 @@ mod tests {
                 expected,
                 "{rule} with {c} completed, {f} failed, {s} skipped, {u} unfinished"
             );
+        }
+    }
+
+    /// Whatever ends next, a decided verdict stays: the property that makes a step's
+    /// decisions independent of the order its ends are taken in.
+    #[test]
+    fn a_decided_verdict_never_changes_as_more_upstream_ends() {
+        for rule in Trigger::ALL {
+            for total in 1..=4usize {
+                for c in 0..=total {
+                    for f in 0..=total - c {
+                        for s in 0..=total - c - f {
+                            let u = total - c - f - s;
+                            let before = rule.verdict(counts(c, f, s, u));
+                            if before == Verdict::Wait || u == 0 {
+                                continue;
+                            }
+                            for next in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
+                                let after =
+                                    rule.verdict(counts(c + next.0, f + next.1, s + next.2, u - 1));
+                                assert_eq!(
+                                    before, after,
+                                    "{rule} with {c}/{f}/{s}/{u}, then one more {next:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -279,6 +279,8 @@ pub fn simulate_seeds(
                         "attempts": report.attempts,
                         "faults": report.faults,
                         "faults_total": report.faults.total(),
+                        "spawns": report.spawns,
+                        "spawned": report.spawned,
                     })
                 )?;
             } else {
@@ -372,6 +374,7 @@ pub fn simulate(
     // The recorded log, as the event log reads it back: invariants, then replay.
     let replayed = workforce_coordinator::simulate::verify_log(&log.read_all()?);
     let identical = replayed.is_ok();
+    let (spawns, spawned) = replayed.as_ref().map_or((0, 0), |c| (c.spawns, c.spawned));
     let summary = report.summary.as_ref();
     if json {
         outln!(
@@ -387,6 +390,8 @@ pub fn simulate(
                 "virtual_ms": report.virtual_ms,
                 "digest": report.digest,
                 "faults": report.faults,
+                "spawns": spawns,
+                "spawned": spawned,
                 "summary": summary,
                 "replay_identical": identical,
                 "data": data.map(|d| d.display().to_string()),
@@ -415,16 +420,20 @@ pub fn simulate(
         }
         if let Some(s) = summary {
             outln!(
-                "  tasks {}: {} completed, {} failed, {} canceled; {} attempts",
+                "  tasks {}: {} completed, {} failed, {} canceled, {} skipped; {} attempts",
                 s.tasks,
                 s.completed,
                 s.failed,
                 s.canceled,
+                s.skipped,
                 report.attempts
             )?;
             if let Some(reason) = &s.reason {
                 outln!("  reason: {reason}")?;
             }
+        }
+        if spawns > 0 {
+            outln!("  spawns {spawns}, adding {spawned} tasks")?;
         }
         outln!(
             "  virtual time {}; {} events; replay {}",

@@ -122,6 +122,7 @@ pub fn write_runs(out: &mut impl Write, runs: &[RunSummary]) -> io::Result<()> {
                 format!("{}/{}", r.completed, r.tasks),
                 r.failed.to_string(),
                 r.canceled.to_string(),
+                r.skipped.to_string(),
                 r.reason.clone().unwrap_or_default(),
             ]
         })
@@ -135,6 +136,7 @@ pub fn write_runs(out: &mut impl Write, runs: &[RunSummary]) -> io::Result<()> {
             "COMPLETED",
             "FAILED",
             "CANCELED",
+            "SKIPPED",
             "REASON",
         ],
         &rows,
@@ -154,24 +156,39 @@ pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
     if let Some(reason) = &view.reason {
         writeln!(out, "reason: {reason}")?;
     }
+    // PARENT once a task spawned, TRIGGER once a task has a rule other than all_success.
+    let spawned = view.tasks.iter().any(|t| t.parent.is_some());
+    let triggers = view.tasks.iter().any(|t| !t.trigger.is_default());
     let rows: Vec<Vec<String>> = view
         .tasks
         .iter()
         .map(|t| {
-            vec![
-                t.task.to_string(),
-                t.capability.to_string(),
-                t.status.as_str().to_owned(),
-                attempt(t),
-                t.detail.clone().unwrap_or_default(),
-            ]
+            let mut row = vec![t.task.to_string()];
+            if spawned {
+                row.push(
+                    t.parent
+                        .as_ref()
+                        .map_or("-".to_owned(), ToString::to_string),
+                );
+            }
+            row.extend([t.capability.to_string(), t.status.as_str().to_owned()]);
+            if triggers {
+                row.push(t.trigger.name().to_owned());
+            }
+            row.extend([attempt(t), t.detail.clone().unwrap_or_default()]);
+            row
         })
         .collect();
-    write_table(
-        out,
-        &["TASK", "CAPABILITY", "STATUS", "ATTEMPT", "DETAIL"],
-        &rows,
-    )
+    let mut headers = vec!["TASK"];
+    if spawned {
+        headers.push("PARENT");
+    }
+    headers.extend(["CAPABILITY", "STATUS"]);
+    if triggers {
+        headers.push("TRIGGER");
+    }
+    headers.extend(["ATTEMPT", "DETAIL"]);
+    write_table(out, &headers, &rows)
 }
 
 pub fn write_workers(out: &mut impl Write, workers: &[WorkerView]) -> io::Result<()> {
@@ -208,6 +225,8 @@ mod tests {
             attempt,
             started,
             max_attempts: 2,
+            trigger: Default::default(),
+            parent: None,
             detail: None,
             output: None,
         }
