@@ -13,8 +13,7 @@ use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 use workforce_shared::{
-    Attempt, Capability, Outcome, PROTOCOL_VERSION, RunId, StopAttempt, Subjects, TaskId,
-    TaskResult, WorkerId,
+    Attempt, Capability, Outcome, RunId, StopAttempt, Subjects, TaskId, TaskResult, WorkerId,
 };
 
 use crate::backoff::Backoff;
@@ -125,7 +124,9 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     }
 
     let result = TaskResult {
-        v: PROTOCOL_VERSION,
+        // The lowest version that holds it: coordinators that read only 1 still read a result
+        // that neither spawns nor branches.
+        v: outcome.version(),
         run: run.clone(),
         task: task.clone(),
         attempt,

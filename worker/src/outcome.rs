@@ -50,27 +50,45 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Encodes `result`, shrinking it if it exceeds `limit`: an oversized output becomes a
-/// permanent failure saying so, an oversized error message is cut. A result is never dropped.
+/// Encodes `result`, shrinking it if it exceeds `limit`: an oversized success (output or
+/// spawn) becomes a permanent failure saying so, an oversized error message is cut. A result is
+/// never dropped, and always carries the lowest version that holds what is left of it.
 pub(crate) fn seal(mut result: TaskResult, limit: usize) -> Result<Vec<u8>, CodecError> {
     let bytes = encode(&result)?;
     if bytes.len() <= limit {
         return Ok(bytes);
     }
+    let error = match &result.outcome {
+        Outcome::Succeeded { spawn, .. } if !spawn.is_empty() => {
+            let tasks = spawn.len();
+            let mut without = result.clone();
+            if let Outcome::Succeeded { spawn, .. } = &mut without.outcome {
+                spawn.clear();
+            }
+            let spawn_bytes = bytes.len().saturating_sub(encode(&without)?.len());
+            format!(
+                "spawn too large for one message: the result is {} bytes, {spawn_bytes} of them \
+                 the spawn of {tasks} tasks, over the message limit of {limit} bytes \
+                 (max_message_bytes); spawn fewer tasks per attempt, and keep large inputs \
+                 and outputs elsewhere and pass a reference",
+                bytes.len()
+            )
+        }
+        Outcome::Succeeded { .. } => format!(
+            "output too large: the result is {} bytes, over the message limit of {limit} \
+             bytes (max_message_bytes); write large outputs elsewhere and return a reference",
+            bytes.len()
+        ),
+        Outcome::Failed { error, .. } => cut(error, ERROR_KEEP_BYTES.min(limit / 2)),
+    };
     result.outcome = match result.outcome {
         Outcome::Succeeded { .. } => Outcome::Failed {
-            error: format!(
-                "output too large: the result is {} bytes, over the message limit of {limit} \
-                 bytes (max_message_bytes); write large outputs elsewhere and return a reference",
-                bytes.len()
-            ),
+            error,
             permanent: true,
         },
-        Outcome::Failed { error, permanent } => Outcome::Failed {
-            error: cut(&error, ERROR_KEEP_BYTES.min(limit / 2)),
-            permanent,
-        },
+        Outcome::Failed { permanent, .. } => Outcome::Failed { error, permanent },
     };
+    result.v = result.outcome.version();
     encode(&result)
 }
 
@@ -89,7 +107,7 @@ mod tests {
 
     use serde_json::{Value, json};
     use workforce_shared::{
-        Attempt, Capability, PROTOCOL_VERSION, RunId, TaskId, WorkerId, decode,
+        Attempt, Capability, PROTOCOL_VERSION, RESULT_VERSION, RunId, TaskId, WorkerId, decode,
     };
 
     use super::*;
@@ -183,6 +201,54 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_oversized_spawn_says_so_with_sizes_and_the_failure_is_version_1() {
+        let spawn: Vec<Value> = (0..100)
+            .map(
+                |i| json!({"id": format!("part-{i}"), "capability": "c", "input": "y".repeat(100)}),
+            )
+            .collect();
+        let mut r = result(Outcome::Succeeded {
+            output: json!("small"),
+            spawn,
+            branch: Some(vec!["next".into()]),
+        });
+        r.v = r.outcome.version();
+        assert_eq!(r.v, RESULT_VERSION);
+        let full = encode(&r).expect("encode").len();
+        let bytes = seal(r, 2_000).expect("seal");
+        let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");
+        assert_eq!(sealed.v, PROTOCOL_VERSION, "a failure needs no version 2");
+        match sealed.outcome {
+            Outcome::Failed { error, permanent } => {
+                assert!(permanent);
+                assert!(
+                    error.starts_with("spawn too large for one message"),
+                    "{error}"
+                );
+                assert!(
+                    error.contains(&format!("the result is {full} bytes")),
+                    "{error}"
+                );
+                assert!(error.contains("the spawn of 100 tasks"), "{error}");
+                assert!(error.contains("limit of 2000 bytes"), "{error}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_result_that_fits_keeps_its_spawn_and_version() {
+        let mut r = result(Outcome::Succeeded {
+            output: json!(1),
+            spawn: vec![json!({"id": "a", "capability": "c"})],
+            branch: None,
+        });
+        r.v = r.outcome.version();
+        let bytes = seal(r.clone(), 1 << 20).expect("seal");
+        assert_eq!(decode::<TaskResult>(&bytes, 1 << 20).expect("decode"), r);
     }
 
     #[test]
