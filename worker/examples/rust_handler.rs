@@ -110,18 +110,19 @@ mod tests {
     use super::*;
 
     fn task(input: Value, upstream: &[(&str, Value)]) -> TaskContext {
-        TaskContext {
-            run: RunId::new("r").expect("run"),
-            task: TaskId::new("count").expect("task"),
-            attempt: Attempt(1),
-            capability: Capability::new("wordcount").expect("capability"),
+        let mut task = TaskContext::new(
+            RunId::new("r").expect("run"),
+            TaskId::new("count").expect("task"),
+            Attempt(1),
+            Capability::new("wordcount").expect("capability"),
             input,
-            upstream: upstream
-                .iter()
-                .map(|(id, output)| (TaskId::new(*id).expect("task"), output.clone()))
-                .collect(),
-            timeout: Duration::from_secs(5),
-        }
+            Duration::from_secs(5),
+        );
+        task.upstream = upstream
+            .iter()
+            .map(|(id, output)| (TaskId::new(*id).expect("task"), output.clone()))
+            .collect();
+        task
     }
 
     #[tokio::test]

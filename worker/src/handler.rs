@@ -1,5 +1,6 @@
 //! What task code implements: [`Handler`], given a [`TaskContext`], returns an output or a
-//! [`HandlerError`] that says whether a retry could help.
+//! [`HandlerError`] that says whether a retry could help; through the context it may also ask
+//! the run to grow (spawn, branch).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,11 +8,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
-use workforce_shared::{Assignment, Attempt, Capability, RunId, TaskId};
+use workforce_shared::{Assignment, Attempt, Capability, RunId, TaskId, UpstreamError};
 
 pub use futures::future::BoxFuture;
 
+use crate::control::{Control, Growth};
+
 /// One attempt of one task, as a handler sees it.
+///
+/// Beside its output a handler may ask the run to grow: [`spawn`](Self::spawn) tasks and take
+/// a [`branch`](Self::branch). Only a success carries what was asked; a failure drops it, and
+/// what is asked after the handler has returned is ignored with a warning. Clones of a context
+/// share what it asks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskContext {
     pub run: RunId,
@@ -19,11 +27,68 @@ pub struct TaskContext {
     pub attempt: Attempt,
     pub capability: Capability,
     pub input: Value,
-    /// Outputs of the tasks this one needs, by task id.
+    /// Outputs of the tasks this one waits for that completed, by task id.
     pub upstream: BTreeMap<TaskId, Value>,
+    /// The tasks this one waits for that failed, were canceled or were skipped, with why. Only
+    /// a task whose trigger rule runs it past them (`all_done`, say) has any.
+    pub upstream_errors: BTreeMap<TaskId, UpstreamError>,
     /// How long the attempt may take. The worker abandons a handler that is still running a
     /// little after this (dropping its future) and reports a retryable timeout.
     pub timeout: Duration,
+    control: Control,
+}
+
+impl TaskContext {
+    /// A context with no upstream tasks, asking nothing yet; for tests of handlers.
+    pub fn new(
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        capability: Capability,
+        input: Value,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            run,
+            task,
+            attempt,
+            capability,
+            input,
+            upstream: BTreeMap::new(),
+            upstream_errors: BTreeMap::new(),
+            timeout,
+            control: Control::default(),
+        }
+    }
+
+    /// Adds a task to the run if this attempt succeeds: a [`SpawnTask`](crate::SpawnTask), or
+    /// any JSON object in a plan's task shape (`{"id": ..., "capability": ..., ...}`). The
+    /// coordinator checks the whole spawn and fails the attempt permanently if it does not fit.
+    pub fn spawn(&self, entry: impl Into<Value>) {
+        self.control.spawn([entry.into()]);
+    }
+
+    /// [`spawn`](Self::spawn)s each of `entries`, in order.
+    pub fn spawn_all(&self, entries: impl IntoIterator<Item = impl Into<Value>>) {
+        self.control.spawn(entries.into_iter().map(Into::into));
+    }
+
+    /// Runs only these of the tasks that need this one if this attempt succeeds; the others
+    /// are skipped. Each call adds to the list; never calling it runs them all, calling it with
+    /// no ids runs none.
+    pub fn branch(&self, ids: impl IntoIterator<Item = impl Into<String>>) {
+        self.control.branch(ids.into_iter().map(Into::into));
+    }
+
+    /// What this attempt has asked of the run so far.
+    pub fn growth(&self) -> Growth {
+        self.control.growth()
+    }
+
+    /// The shared record the worker takes the growth from once the handler has returned.
+    pub(crate) fn control(&self) -> &Control {
+        &self.control
+    }
 }
 
 impl From<Assignment> for TaskContext {
@@ -35,7 +100,9 @@ impl From<Assignment> for TaskContext {
             capability: assignment.capability,
             input: assignment.input,
             upstream: assignment.upstream,
+            upstream_errors: assignment.upstream_errors,
             timeout: Duration::from_millis(assignment.timeout_ms),
+            control: Control::default(),
         }
     }
 }

@@ -25,6 +25,8 @@
 //!
 //! # Layout
 //! - `handler`: the [`Handler`] trait, [`TaskContext`], [`HandlerError`], [`handler_fn`].
+//! - `control`: what an attempt asks of its run beside its output ([`Growth`]: spawn, branch),
+//!   recorded through its context and taken by the worker; [`SpawnTask`] builds a spawn entry.
 //! - `command`: [`CommandHandler`], which runs `sh -c COMMAND` per attempt; its stdin, stdout,
 //!   exit-code and timeout contract is documented on the type.
 //! - `capture`: bounded readers for a command's stdout (capped, counted) and stderr (tail).
@@ -53,6 +55,7 @@ mod clash;
 mod cli;
 mod command;
 mod config;
+mod control;
 mod error;
 mod handler;
 mod heartbeat;
@@ -67,6 +70,7 @@ pub use command::{
     CommandHandler, DEFAULT_MAX_OUTPUT_BYTES, PERMANENT_FAILURE_EXIT_CODE, STDERR_TAIL_BYTES,
 };
 pub use config::{CommandSpec, ConfigError, WorkerConfig, default_worker_id};
+pub use control::{Growth, SpawnTask};
 pub use error::WorkerError;
 pub use handler::{BoxFuture, Handler, HandlerError, HandlerFn, TaskContext, handler_fn};
 pub use worker::Worker;

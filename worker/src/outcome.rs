@@ -18,13 +18,23 @@ pub(crate) const TIMEOUT_SLACK: Duration = Duration::from_secs(1);
 const ERROR_KEEP_BYTES: usize = 4096;
 
 /// Runs `handler` on `task` within the task's timeout; a panic or a timeout is a retryable
-/// failure, never an escape.
+/// failure, never an escape. A success carries what the handler asked of the run; a failure
+/// drops it.
 pub(crate) async fn invoke(handler: &dyn Handler, task: TaskContext) -> Outcome {
     let timeout = task.timeout;
+    let control = task.control().clone();
     // `async move` so that a panic in `handle` itself, before its future exists, is caught too.
     let work = AssertUnwindSafe(async move { handler.handle(task).await }).catch_unwind();
-    match tokio::time::timeout(timeout.saturating_add(TIMEOUT_SLACK), work).await {
-        Ok(Ok(Ok(output))) => Outcome::succeeded(output),
+    let finished = tokio::time::timeout(timeout.saturating_add(TIMEOUT_SLACK), work).await;
+    let growth = control.close();
+    let failure = match finished {
+        Ok(Ok(Ok(output))) => {
+            return Outcome::Succeeded {
+                output,
+                spawn: growth.spawn,
+                branch: growth.branch,
+            };
+        }
         Ok(Ok(Err(error))) => Outcome::Failed {
             error: error.message().to_owned(),
             permanent: error.is_permanent(),
@@ -37,7 +47,16 @@ pub(crate) async fn invoke(handler: &dyn Handler, task: TaskContext) -> Outcome 
             error: format!("timed out after {}", humantime::format_duration(timeout)),
             permanent: false,
         },
+    };
+    if !growth.is_empty() {
+        // A retry asks again; only a success grows the run.
+        tracing::debug!(
+            spawn = growth.spawn.len(),
+            branch = growth.branch.is_some(),
+            "the attempt failed: dropping what it asked of the run"
+        );
     }
+    failure
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
@@ -103,26 +122,24 @@ fn cut(text: &str, keep: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use serde_json::{Value, json};
     use workforce_shared::{
         Attempt, Capability, PROTOCOL_VERSION, RESULT_VERSION, RunId, TaskId, WorkerId, decode,
     };
 
     use super::*;
+    use crate::control::SpawnTask;
     use crate::handler::{HandlerError, handler_fn};
 
     fn task(timeout: Duration) -> TaskContext {
-        TaskContext {
-            run: RunId::new("r1").expect("run"),
-            task: TaskId::new("t1").expect("task"),
-            attempt: Attempt(1),
-            capability: Capability::new("c").expect("cap"),
-            input: json!({"n": 1}),
-            upstream: BTreeMap::new(),
+        TaskContext::new(
+            RunId::new("r1").expect("run"),
+            TaskId::new("t1").expect("task"),
+            Attempt(1),
+            Capability::new("c").expect("cap"),
+            json!({"n": 1}),
             timeout,
-        }
+        )
     }
 
     fn result(outcome: Outcome) -> TaskResult {
@@ -153,6 +170,67 @@ mod tests {
                 permanent: true
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_success_carries_what_the_handler_asked_of_the_run() {
+        let grows = handler_fn(|t: TaskContext| async move {
+            t.spawn(SpawnTask::new("part-1", "c").input(json!(1)));
+            t.spawn_all([json!({"id": "part-2", "capability": "c"})]);
+            t.branch(["next"]);
+            Ok(json!("planned"))
+        });
+        let outcome = invoke(&grows, task(Duration::from_secs(5))).await;
+        assert_eq!(
+            outcome,
+            Outcome::Succeeded {
+                output: json!("planned"),
+                spawn: vec![
+                    json!({"id": "part-1", "capability": "c", "input": 1}),
+                    json!({"id": "part-2", "capability": "c"}),
+                ],
+                branch: Some(vec!["next".into()]),
+            }
+        );
+        assert_eq!(outcome.version(), RESULT_VERSION);
+        let plain = handler_fn(|_| async { Ok(json!(1)) });
+        assert_eq!(
+            invoke(&plain, task(Duration::from_secs(5))).await.version(),
+            PROTOCOL_VERSION
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_drops_what_the_handler_asked() {
+        let fails = handler_fn(|t: TaskContext| async move {
+            t.spawn(json!({"id": "a", "capability": "c"}));
+            t.branch(Vec::<String>::new());
+            Err::<Value, _>(HandlerError::retryable("flaky"))
+        });
+        assert_eq!(
+            invoke(&fails, task(Duration::from_secs(5))).await,
+            Outcome::Failed {
+                error: "flaky".into(),
+                permanent: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn what_is_asked_after_the_handler_returned_is_ignored() {
+        let (keep, mut kept) = tokio::sync::mpsc::unbounded_channel();
+        let leaks = handler_fn(move |t: TaskContext| {
+            let keep = keep.clone();
+            async move {
+                let _ = keep.send(t.clone());
+                Ok(json!(null))
+            }
+        });
+        let outcome = invoke(&leaks, task(Duration::from_secs(5))).await;
+        let late = kept.recv().await.expect("the context");
+        late.spawn(json!({"id": "late", "capability": "c"}));
+        assert_eq!(outcome, Outcome::succeeded(json!(null)));
+        assert!(late.growth().is_empty());
     }
 
     #[tokio::test]

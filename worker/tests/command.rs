@@ -9,15 +9,16 @@ use workforce_shared::{Attempt, Capability, RunId, TaskId};
 use workforce_worker::{CommandHandler, HandlerError, PERMANENT_FAILURE_EXIT_CODE, TaskContext};
 
 fn task(input: Value) -> TaskContext {
-    TaskContext {
-        run: RunId::new("run-1").expect("run"),
-        task: TaskId::new("review").expect("task"),
-        attempt: Attempt(3),
-        capability: Capability::new("security").expect("capability"),
+    let mut task = TaskContext::new(
+        RunId::new("run-1").expect("run"),
+        TaskId::new("review").expect("task"),
+        Attempt(3),
+        Capability::new("security").expect("capability"),
         input,
-        upstream: BTreeMap::from([(TaskId::new("plan").expect("task"), json!({"steps": 2}))]),
-        timeout: Duration::from_secs(30),
-    }
+        Duration::from_secs(30),
+    );
+    task.upstream = BTreeMap::from([(TaskId::new("plan").expect("task"), json!({"steps": 2}))]);
+    task
 }
 
 async fn run(command: &str) -> Result<Value, HandlerError> {

@@ -1,0 +1,247 @@
+//! What an attempt asks of its run beside its output: tasks to [spawn](Growth::spawn) and the
+//! [branch](Growth::branch) to take. A Rust handler asks through its
+//! [`TaskContext`](crate::TaskContext), a command through its control file; either way the
+//! worker takes the [`Growth`] from one [`Control`] once the handler has returned, and only a
+//! success carries it.
+//!
+//! Nothing here checks the entries: the coordinator validates a spawn against the run and fails
+//! the attempt permanently, naming every problem, if it does not fit.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use workforce_shared::Trigger;
+
+/// What an attempt asks of its run. Empty: nothing beyond its output.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Growth {
+    /// Tasks to add to the run, each in a plan's task shape, as given.
+    pub spawn: Vec<Value>,
+    /// Which of the tasks that need this one run; the others are skipped. `None`: all of them.
+    pub branch: Option<Vec<String>>,
+}
+
+impl Growth {
+    pub fn is_empty(&self) -> bool {
+        self.spawn.is_empty() && self.branch.is_none()
+    }
+}
+
+/// One attempt's record of its [`Growth`], shared by every clone of its context and the
+/// worker. Held only for a push, never across an await.
+#[derive(Clone, Default)]
+pub(crate) struct Control(Arc<Mutex<Record>>);
+
+#[derive(Default)]
+struct Record {
+    growth: Growth,
+    /// The worker has taken the growth: later requests (from a task the handler left running)
+    /// would be lost, so they are refused loudly.
+    closed: bool,
+}
+
+impl Control {
+    fn record(&self) -> MutexGuard<'_, Record> {
+        // A panic while holding the lock leaves a whole Vec push or none: the record is sound.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `change` unless the attempt has ended.
+    fn update(&self, what: &str, change: impl FnOnce(&mut Growth)) {
+        let mut record = self.record();
+        if record.closed {
+            tracing::warn!(
+                what,
+                "a handler asked to {what} after its attempt ended; ignored (ask before \
+                 returning)"
+            );
+            return;
+        }
+        change(&mut record.growth);
+    }
+
+    pub(crate) fn spawn(&self, entries: impl IntoIterator<Item = Value>) {
+        self.update("spawn", |growth| growth.spawn.extend(entries));
+    }
+
+    pub(crate) fn branch(&self, ids: impl IntoIterator<Item = String>) {
+        self.update("branch", |growth| {
+            growth.branch.get_or_insert_with(Vec::new).extend(ids)
+        });
+    }
+
+    /// What has been asked so far.
+    pub(crate) fn growth(&self) -> Growth {
+        self.record().growth.clone()
+    }
+
+    /// Ends the record: takes what was asked and refuses anything asked later.
+    pub(crate) fn close(&self) -> Growth {
+        let mut record = self.record();
+        record.closed = true;
+        std::mem::take(&mut record.growth)
+    }
+}
+
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let record = self.record();
+        f.debug_struct("Control")
+            .field("growth", &record.growth)
+            .field("closed", &record.closed)
+            .finish()
+    }
+}
+
+/// Equal when they ask the same.
+impl PartialEq for Control {
+    fn eq(&self, other: &Self) -> bool {
+        // The same record: locking it twice would deadlock.
+        Arc::ptr_eq(&self.0, &other.0) || self.growth() == other.growth()
+    }
+}
+
+/// A task to spawn, built in the plan's task shape: what
+/// [`TaskContext::spawn`](crate::TaskContext::spawn) takes. Only `id` and `capability` are
+/// required; what is left out takes the plan's `[defaults]`. The coordinator checks it.
+///
+/// ```
+/// use serde_json::json;
+/// use workforce_shared::Trigger;
+/// use workforce_worker::SpawnTask;
+///
+/// let task = SpawnTask::new("summarize", "llm")
+///     .input(json!({"style": "short"}))
+///     .needs(["part-1", "part-2"])
+///     .trigger(Trigger::AllDone);
+/// assert_eq!(
+///     serde_json::Value::from(task),
+///     json!({"id": "summarize", "capability": "llm", "input": {"style": "short"},
+///            "needs": ["part-1", "part-2"], "trigger": "all_done"}),
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpawnTask(Map<String, Value>);
+
+impl SpawnTask {
+    pub fn new(id: impl Into<String>, capability: impl Into<String>) -> Self {
+        let mut fields = Map::new();
+        fields.insert("id".into(), Value::String(id.into()));
+        fields.insert("capability".into(), Value::String(capability.into()));
+        Self(fields)
+    }
+
+    fn set(mut self, key: &str, value: Value) -> Self {
+        self.0.insert(key.into(), value);
+        self
+    }
+
+    pub fn input(self, input: impl Into<Value>) -> Self {
+        self.set("input", input.into())
+    }
+
+    /// The tasks it waits for: the run's tasks or others in the same spawn.
+    pub fn needs(self, ids: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.set("needs", strings(ids))
+    }
+
+    pub fn priority(self, priority: i32) -> Self {
+        self.set("priority", Value::from(priority))
+    }
+
+    /// Written the way a plan writes it ("5m").
+    pub fn timeout(self, timeout: Duration) -> Self {
+        let text = humantime::format_duration(timeout).to_string();
+        self.set("timeout", Value::String(text))
+    }
+
+    /// The plan's `retry` table as JSON, e.g. `{"max_attempts": 5, "initial_backoff": "2s"}`.
+    pub fn retry(self, retry: Value) -> Self {
+        self.set("retry", retry)
+    }
+
+    pub fn trigger(self, trigger: Trigger) -> Self {
+        self.set("trigger", Value::String(trigger.name().to_owned()))
+    }
+
+    /// The capabilities the tasks it spawns may have.
+    pub fn spawns(self, capabilities: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.set("spawns", strings(capabilities))
+    }
+}
+
+impl From<SpawnTask> for Value {
+    fn from(task: SpawnTask) -> Self {
+        Value::Object(task.0)
+    }
+}
+
+fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Value {
+    Value::Array(
+        items
+            .into_iter()
+            .map(|item| Value::String(item.into()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn clones_share_one_record_and_close_takes_it() {
+        let control = Control::default();
+        let clone = control.clone();
+        clone.spawn([json!({"id": "a"})]);
+        control.branch(["x".to_owned()]);
+        control.branch(["y".to_owned()]);
+        assert_eq!(
+            control.growth(),
+            Growth {
+                spawn: vec![json!({"id": "a"})],
+                branch: Some(vec!["x".into(), "y".into()]),
+            }
+        );
+        assert_eq!(control, clone);
+        let taken = control.close();
+        assert_eq!(taken.spawn.len(), 1);
+        // After the attempt ended nothing more is recorded.
+        clone.spawn([json!({"id": "late"})]);
+        clone.branch(Vec::new());
+        assert!(control.growth().is_empty());
+    }
+
+    #[test]
+    fn an_empty_branch_runs_none_and_differs_from_no_branch() {
+        let control = Control::default();
+        control.branch(Vec::new());
+        let growth = control.close();
+        assert_eq!(growth.branch, Some(Vec::new()));
+        assert!(!growth.is_empty());
+    }
+
+    #[test]
+    fn spawn_task_writes_the_plan_task_shape() {
+        let task = SpawnTask::new("t", "c")
+            .input(json!([1]))
+            .needs(["a"])
+            .priority(-2)
+            .timeout(Duration::from_secs(330))
+            .retry(json!({"max_attempts": 5}))
+            .trigger(Trigger::AllDone)
+            .spawns(["c", "d"]);
+        assert_eq!(
+            Value::from(task),
+            json!({
+                "id": "t", "capability": "c", "input": [1], "needs": ["a"], "priority": -2,
+                "timeout": "5m 30s", "retry": {"max_attempts": 5}, "trigger": "all_done",
+                "spawns": ["c", "d"],
+            })
+        );
+    }
+}
