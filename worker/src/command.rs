@@ -2,6 +2,7 @@
 //!
 //! The contract is documented on [`CommandHandler`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -10,9 +11,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
-use workforce_shared::{Attempt, Capability, RunId, TaskId};
+use workforce_shared::{Attempt, Capability, RunId, TaskId, UpstreamError};
 
 use crate::capture::{Capped, Tail};
+use crate::control_file::{CONTROL_ENV, ControlFile, ControlFileError};
 use crate::handler::{BoxFuture, Handler, HandlerError, TaskContext};
 use crate::process_group::GroupGuard;
 
@@ -31,11 +33,25 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 512 * 1024;
 /// The contract with the command:
 /// - **stdin**: one JSON object and a newline:
 ///   `{"run": "...", "task": "...", "attempt": 1, "capability": "...", "input": <any>,
-///   "upstream": {"<task id>": <output>, ...}}`. A command need not read it.
+///   "upstream": {"<task id>": <output>, ...}}`, plus `"upstream_errors": {"<task id>":
+///   {"status": "failed" | "canceled" | "skipped", "error": "..."}, ...}` when tasks it waits
+///   for did not complete (only a task whose trigger rule runs it past them gets any). A
+///   command need not read it.
 /// - **environment**: `WORKFORCE_RUN`, `WORKFORCE_TASK`, `WORKFORCE_ATTEMPT`,
-///   `WORKFORCE_CAPABILITY`, on top of the worker's own environment.
+///   `WORKFORCE_CAPABILITY`, and `WORKFORCE_CONTROL` (below), on top of the worker's own
+///   environment.
 /// - **stdout**: the output. Parsed as JSON if it is JSON once trimmed, else kept as the trimmed
 ///   text (a JSON string). More than the output limit is a permanent failure.
+/// - **control file**: `WORKFORCE_CONTROL` names an empty file of the attempt's own (removed
+///   afterwards) where the command may ask its run to grow: one JSON object with `spawn`, an
+///   array of tasks in a plan's task shape (`{"id": ..., "capability": ..., "needs": [...],
+///   ...}`), and `branch`, an array of the ids of the tasks that need this one that are to run
+///   (the others are skipped; without `branch` all run). Both are optional and passed on as
+///   given; the coordinator checks them and fails the attempt permanently if they do not fit.
+///   Read only when the command exits 0, and then an empty (or blank) file asks nothing;
+///   anything else that is not such an object (not JSON, other fields, wrong types, over the
+///   output limit) fails the attempt permanently, naming the problem. After a failure the file
+///   is ignored, with a warning in the worker's log if it is not empty.
 /// - **exit status**: 0 succeeds; [`PERMANENT_FAILURE_EXIT_CODE`] fails for good; any other
 ///   status, or death by a signal, fails retryably. Failure messages end with the tail of
 ///   stderr.
@@ -59,7 +75,9 @@ struct StdinTask<'a> {
     attempt: Attempt,
     capability: &'a Capability,
     input: &'a Value,
-    upstream: &'a std::collections::BTreeMap<TaskId, Value>,
+    upstream: &'a BTreeMap<TaskId, Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    upstream_errors: &'a BTreeMap<TaskId, UpstreamError>,
 }
 
 impl CommandHandler {
@@ -77,7 +95,7 @@ impl CommandHandler {
         self
     }
 
-    /// Fails an attempt permanently if stdout is longer than `bytes`.
+    /// Fails an attempt permanently if stdout, or the control file, is longer than `bytes`.
     pub fn max_output_bytes(mut self, bytes: usize) -> Self {
         self.max_output_bytes = bytes;
         self
@@ -91,9 +109,11 @@ impl CommandHandler {
         self.workdir.as_deref()
     }
 
-    /// Runs one attempt to completion or timeout.
+    /// Runs one attempt to completion or timeout. What the command asks of the run (its
+    /// control file) is recorded on `task`, as a Rust handler's would be.
     pub async fn run(&self, task: &TaskContext) -> Result<Value, HandlerError> {
         let stdin_json = stdin_json(task)?;
+        let control = ControlFile::create().map_err(handler_error)?;
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
@@ -102,6 +122,7 @@ impl CommandHandler {
             .env("WORKFORCE_TASK", task.task.as_str())
             .env("WORKFORCE_ATTEMPT", task.attempt.to_string())
             .env("WORKFORCE_CAPABILITY", task.capability.as_str())
+            .env(CONTROL_ENV, control.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -167,6 +188,7 @@ impl CommandHandler {
             HandlerError::retryable(format!("cannot wait for the command: {error}"))
         })?;
         if !status.success() {
+            control.ignore(self.max_output_bytes).await;
             return Err(failure(status, &err));
         }
         read.map_err(|error| HandlerError::retryable(format!("cannot read stdout: {error}")))?;
@@ -176,6 +198,14 @@ impl CommandHandler {
                 out.total(),
                 self.max_output_bytes
             )));
+        }
+        let growth = control
+            .read(self.max_output_bytes)
+            .await
+            .map_err(handler_error)?;
+        task.spawn_all(growth.spawn);
+        if let Some(branch) = growth.branch {
+            task.branch(branch);
         }
         Ok(parse_output(out.kept()))
     }
@@ -195,10 +225,19 @@ fn stdin_json(task: &TaskContext) -> Result<Vec<u8>, HandlerError> {
         capability: &task.capability,
         input: &task.input,
         upstream: &task.upstream,
+        upstream_errors: &task.upstream_errors,
     })
     .map_err(|error| HandlerError::permanent(format!("cannot encode the task as JSON: {error}")))?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+fn handler_error(error: ControlFileError) -> HandlerError {
+    if error.is_retryable() {
+        HandlerError::retryable(error.to_string())
+    } else {
+        HandlerError::permanent(error.to_string())
+    }
 }
 
 /// Writes the task and closes stdin. A command that exits without reading it is fine.

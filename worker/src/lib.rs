@@ -28,7 +28,9 @@
 //! - `control`: what an attempt asks of its run beside its output ([`Growth`]: spawn, branch),
 //!   recorded through its context and taken by the worker; [`SpawnTask`] builds a spawn entry.
 //! - `command`: [`CommandHandler`], which runs `sh -c COMMAND` per attempt; its stdin, stdout,
-//!   exit-code and timeout contract is documented on the type.
+//!   control-file, exit-code and timeout contract is documented on the type.
+//! - `control_file`: a command's per-attempt control file (`WORKFORCE_CONTROL`): created,
+//!   read within the output limit, and parsed into what it asks of the run.
 //! - `capture`: bounded readers for a command's stdout (capped, counted) and stderr (tail).
 //! - `process_group`: kills everything a command started when its attempt is abandoned.
 //! - `config`: [`WorkerConfig`] with defaults in code, [`CommandSpec`], [`ConfigError`].
@@ -56,6 +58,7 @@ mod cli;
 mod command;
 mod config;
 mod control;
+mod control_file;
 mod error;
 mod handler;
 mod heartbeat;

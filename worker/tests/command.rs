@@ -5,8 +5,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use workforce_shared::{Attempt, Capability, RunId, TaskId};
-use workforce_worker::{CommandHandler, HandlerError, PERMANENT_FAILURE_EXIT_CODE, TaskContext};
+use workforce_shared::{Attempt, Capability, RunId, TaskId, UpstreamError, UpstreamStatus};
+use workforce_worker::{
+    CommandHandler, Growth, HandlerError, PERMANENT_FAILURE_EXIT_CODE, TaskContext,
+};
 
 fn task(input: Value) -> TaskContext {
     let mut task = TaskContext::new(
@@ -74,6 +76,23 @@ async fn the_task_arrives_as_json_on_stdin() {
             "input": input,
             "upstream": {"plan": {"steps": 2}},
         })
+    );
+}
+
+#[tokio::test]
+async fn upstream_errors_arrive_on_stdin_when_there_are_any() {
+    let mut t = task(json!(null));
+    t.upstream_errors = BTreeMap::from([(
+        TaskId::new("lint").expect("task"),
+        UpstreamError {
+            status: UpstreamStatus::Failed,
+            error: "exit 1".into(),
+        },
+    )]);
+    let output = CommandHandler::new("cat").run(&t).await.expect("success");
+    assert_eq!(
+        output["upstream_errors"],
+        json!({"lint": {"status": "failed", "error": "exit 1"}})
     );
 }
 
@@ -270,5 +289,153 @@ async fn dropping_the_attempt_kills_the_whole_process_group() {
     while is_alive(pid) {
         assert!(Instant::now() < deadline, "grandchild {pid} still running");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---- The control file (WORKFORCE_CONTROL) ----
+
+#[tokio::test]
+async fn the_control_file_is_fresh_and_empty_and_removed_afterwards() {
+    let t = task(json!(null));
+    let output = CommandHandler::new(
+        r#"test -f "$WORKFORCE_CONTROL" && ! test -s "$WORKFORCE_CONTROL" && printf %s "$WORKFORCE_CONTROL""#,
+    )
+    .run(&t)
+    .await
+    .expect("success");
+    let path = output.as_str().expect("the path");
+    assert!(!path.is_empty());
+    assert!(!Path::new(path).exists(), "{path} left behind");
+    assert!(t.growth().is_empty(), "an untouched file asks nothing");
+}
+
+#[tokio::test]
+async fn a_command_spawns_and_branches_through_its_control_file() {
+    let t = task(json!(null));
+    let command = r#"
+cat > "$WORKFORCE_CONTROL" <<'JSON'
+{"spawn": [{"id": "part-1", "capability": "llm", "input": {"n": 1}, "trigger": "all_done"},
+           {"id": "part-2", "capability": "llm", "needs": ["part-1"]}],
+ "branch": ["summarize"]}
+JSON
+echo planned"#;
+    let output = CommandHandler::new(command).run(&t).await.expect("success");
+    assert_eq!(output, json!("planned"));
+    assert_eq!(
+        t.growth(),
+        Growth {
+            spawn: vec![
+                json!({"id": "part-1", "capability": "llm", "input": {"n": 1}, "trigger": "all_done"}),
+                json!({"id": "part-2", "capability": "llm", "needs": ["part-1"]}),
+            ],
+            branch: Some(vec!["summarize".into()]),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_command_may_replace_its_control_file() {
+    let t = task(json!(null));
+    let command = r#"printf '{"branch": []}' > "$WORKFORCE_CONTROL.new" && mv "$WORKFORCE_CONTROL.new" "$WORKFORCE_CONTROL""#;
+    CommandHandler::new(command).run(&t).await.expect("success");
+    assert_eq!(t.growth().branch, Some(Vec::new()));
+}
+
+#[tokio::test]
+async fn a_malformed_control_file_is_permanent_and_named() {
+    for (written, problem) in [
+        ("not json", "is not JSON"),
+        (
+            r#"{"spawn": [], "usage": {"tokens": 1}}"#,
+            "unknown fields `usage`",
+        ),
+        (
+            r#"{"branch": "b"}"#,
+            "`branch` must be an array of strings, not a string",
+        ),
+        (r#"["a"]"#, "one JSON object, not an array"),
+    ] {
+        let t = task(json!(null));
+        let command = format!("printf '%s' '{written}' > \"$WORKFORCE_CONTROL\"");
+        let message = permanent(CommandHandler::new(command).run(&t).await);
+        assert!(message.contains(problem), "{written}: {message}");
+        assert!(message.contains("control file /"), "{written}: {message}");
+        assert!(message.contains("control.json"), "{written}: {message}");
+        assert!(t.growth().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_control_file_is_permanent_and_names_size_and_limit() {
+    let t = task(json!(null));
+    let command = r#"printf '{"branch": ["%s"]}' "$(head -c 2000 /dev/zero | tr '\0' a)" > "$WORKFORCE_CONTROL""#;
+    let message = permanent(
+        CommandHandler::new(command)
+            .max_output_bytes(1000)
+            .run(&t)
+            .await,
+    );
+    assert!(message.contains("is 2016 bytes"), "{message}");
+    assert!(message.contains("limit of 1000 bytes"), "{message}");
+    assert!(t.growth().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_command_s_control_file_is_ignored_with_a_warning() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runs on this one thread, so the subscriber sees the handler's events.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for (written, exit) in [
+        (r#"{"spawn": [{"id": "a", "capability": "c"}]}"#, 1),
+        ("not even json", PERMANENT_FAILURE_EXIT_CODE),
+    ] {
+        let t = task(json!(null));
+        let command = format!("printf '%s' '{written}' > \"$WORKFORCE_CONTROL\"; exit {exit}");
+        let message = match CommandHandler::new(command).run(&t).await {
+            Err(error) => error.message().to_owned(),
+            Ok(output) => panic!("expected a failure, got {output}"),
+        };
+        assert!(message.contains(&format!("status {exit}")), "{message}");
+        assert!(t.growth().is_empty());
+    }
+    let logged = logs.text();
+    assert_eq!(
+        logged.matches("its control file is ignored").count(),
+        2,
+        "{logged}"
+    );
+    assert!(logged.contains("WARN"), "{logged}");
+}
+
+/// What a test's subscriber logged.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }
