@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
-use workforce_shared::{Heartbeat, Subjects, TaskResult, decode, encode};
+use workforce_shared::{Heartbeat, PROTOCOL_VERSION, Subjects, TaskResult, decode, encode};
 
 use crate::api::{ApiError, ApiErrorKind, ApiRequest, ApiResponse, Request};
 
@@ -78,20 +78,19 @@ pub(super) async fn results(
                     continue;
                 }
             };
-            let problem = match decode::<TaskResult>(&message.payload, max_bytes) {
-                Ok(result)
-                    if message.subject.as_str() == subjects.result(&result.run, &result.task) =>
-                {
+            let problem = match accept_result(
+                &message.payload,
+                message.subject.as_str(),
+                &subjects,
+                max_bytes,
+            ) {
+                Ok(result) => {
                     if tx.send(Intake::Result { result, message }).await.is_err() {
                         return Ok(());
                     }
                     continue;
                 }
-                Ok(result) => format!(
-                    "result for run {} task {} arrived on the wrong subject",
-                    result.run, result.task
-                ),
-                Err(e) => e.to_string(),
+                Err(problem) => problem,
             };
             warn!(subject = %message.subject, problem = %problem, rejected_total = rejected(), "rejecting message on the results stream");
             if let Err(e) = message.ack_with(AckKind::Term).await {
@@ -99,6 +98,29 @@ pub(super) async fn results(
             }
         }
     }
+}
+
+/// A result as it arrived on `subject`, or what is wrong with it: undecodable, misaddressed, or
+/// a version 1 result carrying what only version 2 may.
+fn accept_result(
+    payload: &[u8],
+    subject: &str,
+    subjects: &Subjects,
+    max_bytes: usize,
+) -> Result<TaskResult, String> {
+    let result = decode::<TaskResult>(payload, max_bytes).map_err(|e| e.to_string())?;
+    if subject != subjects.result(&result.run, &result.task) {
+        return Err(format!(
+            "result for run {} task {} arrived on the wrong subject",
+            result.run, result.task
+        ));
+    }
+    if result.v == PROTOCOL_VERSION && result.outcome.grows() {
+        return Err(
+            "a version 1 result carries spawn or branch, which need protocol version 2".to_owned(),
+        );
+    }
+    Ok(result)
 }
 
 async fn subscribe(
@@ -172,4 +194,85 @@ pub(super) async fn api(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use workforce_shared::{
+        Attempt, Outcome, Prefix, RESULT_VERSION, RunId, TaskId, WorkerId, encode,
+    };
+
+    use super::*;
+
+    fn subjects() -> Subjects {
+        Subjects::new(Prefix::new("intake").expect("prefix"))
+    }
+
+    fn result(v: u16, outcome: Outcome) -> TaskResult {
+        TaskResult {
+            v,
+            run: RunId::new("r1").expect("run"),
+            task: TaskId::new("t1").expect("task"),
+            attempt: Attempt(1),
+            worker: WorkerId::new("w1").expect("worker"),
+            outcome,
+            duration_ms: 3,
+        }
+    }
+
+    fn accept(result: &TaskResult) -> Result<TaskResult, String> {
+        let subjects = subjects();
+        let subject = subjects.result(&result.run, &result.task);
+        accept_result(
+            &encode(result).expect("encode"),
+            &subject,
+            &subjects,
+            1 << 20,
+        )
+    }
+
+    fn grows() -> Outcome {
+        Outcome::Succeeded {
+            output: json!(null),
+            spawn: vec![json!({"id": "a", "capability": "c"})],
+            branch: None,
+        }
+    }
+
+    #[test]
+    fn versions_1_and_2_are_read() {
+        let plain = result(PROTOCOL_VERSION, Outcome::succeeded(json!(1)));
+        assert_eq!(accept(&plain), Ok(plain));
+        let v2 = result(RESULT_VERSION, grows());
+        assert_eq!(accept(&v2), Ok(v2));
+    }
+
+    #[test]
+    fn a_version_1_result_that_grows_is_refused() {
+        let branches = Outcome::Succeeded {
+            output: json!(null),
+            spawn: Vec::new(),
+            branch: Some(Vec::new()),
+        };
+        for outcome in [grows(), branches] {
+            assert_eq!(
+                accept(&result(PROTOCOL_VERSION, outcome)),
+                Err(
+                    "a version 1 result carries spawn or branch, which need protocol version 2"
+                        .to_owned()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_result_on_another_subject_is_refused() {
+        let r = result(PROTOCOL_VERSION, Outcome::succeeded(json!(1)));
+        let subjects = subjects();
+        let other = subjects.result(&r.run, &TaskId::new("t2").expect("task"));
+        let problem = accept_result(&encode(&r).expect("encode"), &other, &subjects, 1 << 20)
+            .expect_err("misaddressed");
+        assert!(problem.contains("wrong subject"), "{problem}");
+    }
 }
