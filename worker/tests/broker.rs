@@ -1,6 +1,6 @@
 //! The worker against a real NATS server: results stored and acked, undecodable assignments
-//! terminated, panics reported, heartbeats, a drain handing unfinished work back, and two
-//! processes started with one worker id.
+//! terminated, panics reported, a result that grows its run written as version 2, heartbeats, a
+//! drain handing unfinished work back, and two processes started with one worker id.
 //!
 //! Each test has its own NATS server in a container (`workforce_testkit::Nats`, from the image
 //! `just nats-image` builds). The workspace's `tests/` crate runs the full system the same way.
@@ -14,8 +14,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
-    Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix, RunId,
-    Subjects, TaskId, TaskResult, WorkerId, WorkerState, decode, encode,
+    Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix,
+    RESULT_VERSION, RunId, Subjects, TaskId, TaskResult, UpstreamError, UpstreamStatus, WorkerId,
+    WorkerState, decode, encode,
 };
 use workforce_testkit::Nats;
 use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, WorkerError, handler_fn};
@@ -182,6 +183,65 @@ async fn serves_commands_and_rust_handlers_end_to_end() {
         }
         assert!(Instant::now() < deadline, "no Stopped heartbeat");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_grows_the_run_is_version_2_and_others_stay_version_1() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("grow").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let mut results = client.subscribe(subjects.all_results()).await.expect("sub");
+
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    let plan = r#"printf '{"spawn": [{"id": "part", "capability": "echo"}], "branch": ["next"]}' > "$WORKFORCE_CONTROL"; echo planned"#;
+    handlers.insert(cap("plan"), Arc::new(CommandHandler::new(plan)));
+    handlers.insert(cap("echo"), Arc::new(CommandHandler::new("cat")));
+    let worker = Worker::connect(config(&server, "grow", "w1"), handlers)
+        .await
+        .expect("worker connects");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    publish(&js, &subjects, &assignment("t1", "plan", json!(null))).await;
+    let result = next_result(&mut results).await;
+    assert_eq!(result.v, RESULT_VERSION);
+    assert_eq!(
+        result.outcome,
+        Outcome::Succeeded {
+            output: json!("planned"),
+            spawn: vec![json!({"id": "part", "capability": "echo"})],
+            branch: Some(vec!["next".into()]),
+        }
+    );
+
+    let mut past_failures = assignment("t2", "echo", json!(null));
+    past_failures.upstream_errors = BTreeMap::from([(
+        TaskId::new("t0").expect("task"),
+        UpstreamError {
+            status: UpstreamStatus::Canceled,
+            error: "run canceled".into(),
+        },
+    )]);
+    publish(&js, &subjects, &past_failures).await;
+    let result = next_result(&mut results).await;
+    assert_eq!(result.v, PROTOCOL_VERSION);
+    match result.outcome {
+        Outcome::Succeeded { output, .. } => assert_eq!(
+            output["upstream_errors"],
+            json!({"t0": {"status": "canceled", "error": "run canceled"}})
+        ),
+        other => panic!("expected success, got {other:?}"),
+    }
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
