@@ -63,7 +63,11 @@ impl Control {
     }
 
     pub(crate) fn spawn(&self, entries: impl IntoIterator<Item = Value>) {
-        self.update("spawn", |growth| growth.spawn.extend(entries));
+        let entries: Vec<Value> = entries.into_iter().collect();
+        // Spawning nothing asks nothing, even late.
+        if !entries.is_empty() {
+            self.update("spawn", |growth| growth.spawn.extend(entries));
+        }
     }
 
     pub(crate) fn branch(&self, ids: impl IntoIterator<Item = String>) {

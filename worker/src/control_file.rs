@@ -21,7 +21,6 @@ const ALLOWED: &str = "`spawn` (an array of objects) and `branch` (an array of s
 
 /// Why a control file could not be used.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub(crate) enum ControlFileError {
     #[error("cannot create a control file for the command (WORKFORCE_CONTROL): {0}")]
     Create(#[source] io::Error),
