@@ -43,7 +43,6 @@ objective=$(task_text input.objective "")
 # The budget: listing the scope, then the terms, then the context files.
 budget=$(task_text input.limits.tool_calls 20)
 case $budget in '' | *[!0-9]*) fail 100 "input.limits.tool_calls must be a whole number, not '$budget'" ;; esac
-nterms=$(printf '%s\n' "$terms" | grep -c .)
 left=$((budget > 0 ? budget - 1 : 0))
 searched=$(printf '%s\n' "$terms" | head -n "$left")
 skipped=$(printf '%s\n' "$terms" | tail -n +$((left + 1)))
