@@ -75,10 +75,22 @@ input_list() {
 # build output and tool directories. A focus path outside the repository stops the agent;
 # a missing one is skipped (the agent reports it).
 focus_files() {
-    _focus=$(input_list focus)
+    input_files focus "$@"
+}
+
+# missing_focus: the input.focus paths that do not exist, one per line.
+missing_focus() {
+    missing_inputs focus
+}
+
+# input_files KEY FIND_ARGS...: as focus_files, for the list of paths input.KEY.
+input_files() {
+    _key=$1
+    shift
+    _focus=$(input_list "$_key")
     [ -n "$_focus" ] || _focus=.
     while IFS= read -r _p; do
-        case $_p in /* | ../* | */../* | *..) fail 100 "input.focus: '$_p' is outside the repository" ;; esac
+        case $_p in /* | ../* | */../* | *..) fail 100 "input.$_key: '$_p' is outside the repository" ;; esac
     done <<EOF
 $_focus
 EOF
@@ -89,9 +101,9 @@ EOF
     done | sed 's|^\./||' | LC_ALL=C sort -u
 }
 
-# missing_focus: the input.focus paths that do not exist, one per line.
-missing_focus() {
-    input_list focus | while IFS= read -r _p; do [ -e "$_p" ] || printf '%s\n' "$_p"; done
+# missing_inputs KEY: the paths of the list input.KEY that do not exist, one per line.
+missing_inputs() {
+    input_list "$1" | while IFS= read -r _p; do [ -e "$_p" ] || printf '%s\n' "$_p"; done
 }
 
 # awk source defining jq(s): s as a JSON string literal. Prepend it to an awk program.
