@@ -164,7 +164,8 @@ _up state:
     # Each capability is an agent script run from the repository root (see examples/README.md):
     # the planner and synthesizer on worker-1, two analysts each on worker-2 and worker-3, and
     # the roadmap's `survey` on all three; bug-investigation's `locate` on worker-2 and
-    # research's `gather` on worker-3.
+    # research's `gather` on worker-3; the lead example's `lead` and `merge` on worker-1 and
+    # its `analyze` on all three.
     worker() {
         local id=$1
         shift
@@ -175,9 +176,9 @@ _up state:
         start "$id" "$bin/workforce-worker" --nats "$url" --id "$id" --concurrency 2 \
             --grace-period 10s --workdir {{ quote(root) }} "${serve[@]}"
     }
-    worker worker-1 planner synthesize survey
-    worker worker-2 security tests survey locate
-    worker worker-3 docs performance survey gather
+    worker worker-1 planner synthesize survey lead merge analyze
+    worker worker-2 security tests survey locate analyze
+    worker worker-3 docs performance survey gather analyze
     wait_for "3 workers in \`workforce workers\`" workers_listed
 
     trap - INT TERM
@@ -242,11 +243,14 @@ down:
 submit plan="examples/plans/code-review.toml":
     {{ quote(release / "workforce") }} submit {{ quote(plan) }} --wait --nats {{ quote(nats_url) }}
 
-# Run the code-review plan on a fresh local cluster, stop it, replay the log, print a summary.
+# Run the code-review plan and the lead example on a fresh local cluster, stop it, replay the
+# log, print a summary.
 demo: build nats-server
     #!/usr/bin/env bash
     # examples/plans/code-review.toml: a planner, four analysts in parallel (one retried), a
-    # synthesizer. Always stops the cluster it started; exits non-zero if the run failed.
+    # synthesizer. examples/plans/lead.toml: a lead that judges the goal and spawns its
+    # analysts, and a merge that joins them all. Always stops the cluster it started; exits
+    # non-zero if a run failed.
     set -euo pipefail
     began=$(date +%s%N)
     workforce={{ quote(release / "workforce") }}
@@ -273,6 +277,22 @@ demo: build nats-server
         json flat <.run/report.json | awk -F '\t' '$1 ~ /^highlights\.[0-9]+$/ { print "  " $2 }'
     fi
 
+    goal='How does a run survive a coordinator restart, and what does the event log record?'
+    echo "== workforce submit examples/plans/lead.toml --wait --param 'goal=$goal'"
+    lead_status=0
+    lead_run=$("$workforce" submit examples/plans/lead.toml --param "goal=$goal" --nats {{ quote(nats_url) }}) &&
+        "$workforce" watch "$lead_run" --nats {{ quote(nats_url) }} >/dev/null || lead_status=$?
+    lead_report=""
+    if [[ -n ${lead_run-} ]]; then
+        echo "== workforce status $lead_run (the analysts are the lead's spawn)"
+        "$workforce" status "$lead_run" --nats {{ quote(nats_url) }} || true
+        if "$workforce" --json status "$lead_run" --nats {{ quote(nats_url) }} >.run/demo-lead-status.json &&
+            n=$(json flat <.run/demo-lead-status.json | awk -F '\t' '$1 ~ /^tasks\.[0-9]+\.task$/ && $2 == "synthesize" { split($1, p, "."); print p[2] }') &&
+            [[ -n $n ]] && json get "tasks.$n.output" <.run/demo-lead-status.json >.run/lead-report.json; then
+            lead_report=$(json text summary <.run/lead-report.json)
+        fi
+    fi
+
     # replay reads the coordinator's event log, which the running coordinator holds locked.
     trap - EXIT
     {{ just }} down
@@ -287,15 +307,21 @@ demo: build nats-server
     else
         echo "run:       FAILED (workforce submit exited $run_status); see .run/*.log"
     fi
+    if ((lead_status == 0)); then
+        echo "lead run:  succeeded"
+    else
+        echo "lead run:  FAILED (exit $lead_status); see .run/*.log"
+    fi
     if ((replay_status == 0)); then
         echo "replay:    ok"
     else
         echo "replay:    FAILED (exit $replay_status)"
     fi
     echo "report:    ${report:-(none)}"
+    echo "lead:      ${lead_report:-(none)} (all of it in .run/lead-report.json)"
     echo "logs:      .run/nats.log .run/coordinator.log .run/worker-{1,2,3}.log"
     printf 'wall time: %d.%03ds (cluster start to replay; the build is not counted)\n' $((elapsed / 1000)) $((elapsed % 1000))
-    ((run_status == 0 && replay_status == 0))
+    ((run_status == 0 && lead_status == 0 && replay_status == 0))
 
 # Check formatting and lints (rustfmt, clippy with warnings denied).
 lint:

@@ -71,12 +71,23 @@ pub fn validate(
         .iter()
         .map(|t| {
             let needs: Vec<&str> = t.needs.iter().map(|n| n.as_str()).collect();
+            let spawns = match &t.spawns {
+                None => "any".to_owned(),
+                Some(caps) if caps.is_empty() => "none".to_owned(),
+                Some(caps) => caps
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
             vec![
                 t.id.to_string(),
                 t.capability.to_string(),
                 t.priority.to_string(),
                 t.retry.max_attempts.to_string(),
                 render::millis(t.timeout_ms),
+                t.trigger.name().to_owned(),
+                spawns,
                 needs.join(", "),
             ]
         })
@@ -88,10 +99,19 @@ pub fn validate(
             "PRIORITY",
             "ATTEMPTS",
             "TIMEOUT",
+            "TRIGGER",
+            "SPAWNS",
             "NEEDS",
         ],
         &rows,
     );
+    let limits = &plan.limits;
+    outln!(
+        "limits: spawn {} tasks at once, spawn depth {}, {} tasks in the run",
+        limits.spawn,
+        limits.depth,
+        limits.tasks
+    )?;
     if !plan.params.is_empty() {
         outln!("parameters (give values with --param NAME=VALUE or --params FILE.json):")?;
         let rows: Vec<Vec<String>> = plan

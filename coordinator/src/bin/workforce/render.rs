@@ -7,7 +7,7 @@ use workforce_coordinator::scheduler::{RunSummary, RunView, TaskView, WorkerView
 
 /// Columns holding a list ("a, b, c"): a long one shows its first items and how many more.
 /// `--json` always has all of them.
-const LIST_COLUMNS: [&str; 2] = ["NEEDS", "CAPABILITIES"];
+const LIST_COLUMNS: [&str; 3] = ["NEEDS", "CAPABILITIES", "SPAWNS"];
 /// Items of a list column shown before "… and N more".
 const LIST_ITEMS: usize = 5;
 /// Longest free-text cell (DETAIL) shown whole; longer ones end in "…".
