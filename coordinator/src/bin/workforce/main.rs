@@ -131,8 +131,9 @@ struct Follow {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a plan file (TOML or JSON) and summarize its tasks and parameters; given
-    /// parameter values, also check that they fit and summarize the concrete plan
+    /// Check a plan file (TOML or JSON) and summarize its tasks (with their trigger rules and
+    /// what they may spawn), its limits and its parameters; given parameter values, also check
+    /// that they fit and summarize the concrete plan
     Validate {
         plan: PathBuf,
         /// Largest task input allowed, as JSON bytes
@@ -154,7 +155,8 @@ enum Command {
         #[command(flatten)]
         coordinator: Coordinator,
     },
-    /// Show a run's tasks and their statuses
+    /// Show a run's tasks and their statuses (queued, running, blocked, completed, failed,
+    /// canceled, skipped), with each spawned task's parent
     Status {
         run: RunId,
         #[command(flatten)]
@@ -196,10 +198,12 @@ enum Command {
         #[arg(long)]
         run: Option<RunId>,
     },
-    /// Run a plan against simulated workers in virtual time; print the log's digest
+    /// Run a plan against simulated workers in virtual time; print the log's digest. A task
+    /// that declares `spawns` spawns 1, 4 or 10 tasks of those capabilities (some needing a
+    /// sibling under any trigger rule, some spawning again) and sometimes branches
     Simulate {
         plan: PathBuf,
-        /// Simulated workers, each serving every capability of the plan
+        /// Simulated workers, each serving every capability of the plan (and of its `spawns`)
         #[arg(long, default_value_t = 3)]
         workers: u32,
         /// Seed of task durations, failures and faults (one run)
@@ -207,7 +211,7 @@ enum Command {
         seed: u64,
         /// Run one simulation per seed of an inclusive range (`1..1000` is 1,000 runs) and
         /// check every invariant of each recorded log; exits non-zero naming the first seed
-        /// that breaks one
+        /// that breaks one, or if a task that declares `spawns` completed without spawning
         #[arg(long, value_name = "A..B", conflicts_with = "data")]
         seeds: Option<offline::Seeds>,
         /// Inject faults: timeouts, permanent failures, workers leaving and joining, duplicate
