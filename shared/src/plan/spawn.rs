@@ -65,7 +65,6 @@ impl LimitsFile {
 }
 
 /// What a spawn is checked against: the run it would grow.
-#[allow(missing_debug_implementations)]
 pub struct SpawnScope<'a> {
     /// The task spawning.
     pub spawner: &'a TaskSpec,
@@ -78,6 +77,16 @@ pub struct SpawnScope<'a> {
     /// Whether this task of the run waits for what the spawner spawns (so a spawned task
     /// needing it would wait for itself).
     pub waits_for_spawn: &'a dyn Fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for SpawnScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnScope")
+            .field("spawner", &self.spawner.id)
+            .field("depth", &self.depth)
+            .field("tasks", &self.tasks)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks `entries` (tasks in the plan's task shape, as JSON) as tasks to add to the run of
