@@ -1,0 +1,364 @@
+//! Runs that grow, on real NATS and real processes: command handlers that spawn tasks through
+//! their control file, fan-in joins, trigger rules, branches and skips, and a coordinator
+//! killed while spawned tasks are in flight. Each test ends with `stop_and_check`: the log
+//! keeps every invariant and replays with no divergence.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use workforce_coordinator::log::Event;
+use workforce_coordinator::scheduler::{
+    CancelReason, Decision, FailureCause, Input, RunStatus, RunView, TaskStatus, TaskView,
+};
+use workforce_shared::{EventSeq, TaskId};
+use workforce_tests::harness::{Cluster, WorkerSpec, decided_on, decisions};
+
+const RUN_WITHIN: Duration = Duration::from_secs(90);
+
+/// `body` as a command with `$D` set to `dir`, where commands leave their side effects.
+fn in_dir(dir: &Path, body: &str) -> String {
+    format!("D='{}'; {body}", dir.display())
+}
+
+/// A command that writes `control` to its control file and prints `output`.
+fn writes_control(control: &Value, output: &str) -> String {
+    let control = control.to_string();
+    assert!(
+        !control.contains('\'') && !output.contains('\''),
+        "single-quoted in sh"
+    );
+    format!("printf '%s' '{control}' > \"$WORKFORCE_CONTROL\"; echo '{output}'")
+}
+
+/// `child-1` .. `child-{n}`, capability `child`, as spawn entries.
+fn children(n: usize) -> Vec<Value> {
+    (1..=n)
+        .map(|i| json!({"id": format!("child-{i}"), "capability": "child", "input": {"n": i}}))
+        .collect()
+}
+
+/// A child that notes its start in `$D/ran` and outputs its id.
+const CHILD: &str =
+    r#"echo "$WORKFORCE_TASK" >> "$D/ran"; sleep 0.1; echo "{\"child\": \"$WORKFORCE_TASK\"}""#;
+
+/// The lines of a side-effect file, counted.
+fn lines(path: &Path) -> BTreeMap<String, u32> {
+    let mut seen = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        *seen.entry(line.to_owned()).or_default() += 1;
+    }
+    seen
+}
+
+fn by_task(view: &RunView) -> BTreeMap<&str, &TaskView> {
+    view.tasks.iter().map(|t| (t.task.as_str(), t)).collect()
+}
+
+/// How many decisions `pick` names each task in.
+fn per_task(
+    events: &[(EventSeq, Event)],
+    pick: impl Fn(&Decision) -> Option<&TaskId>,
+) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for (_, decision) in decisions(events) {
+        if let Some(task) = pick(&decision) {
+            *counts.entry(task.to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn completions(events: &[(EventSeq, Event)]) -> BTreeMap<String, u32> {
+    per_task(events, |d| match d {
+        Decision::TaskCompleted { task, .. } => Some(task),
+        _ => None,
+    })
+}
+
+fn dispatches(events: &[(EventSeq, Event)]) -> BTreeMap<String, u32> {
+    per_task(events, |d| match d {
+        Decision::Dispatch { task, .. } => Some(task),
+        _ => None,
+    })
+}
+
+/// The decisions taken on the result of `task`'s attempts, in order.
+fn decided_on_result<'a>(events: &'a [(EventSeq, Event)], task: &str) -> Vec<&'a Decision> {
+    decided_on(
+        events,
+        |input| matches!(input, Input::ResultReceived { result } if result.task.as_str() == task),
+    )
+    .into_iter()
+    .flat_map(|(_, decided)| decided)
+    .collect()
+}
+
+/// The task a decision ends, readies or dispatches, with what it does to it.
+fn fate(decision: &Decision) -> Option<(&'static str, &str)> {
+    match decision {
+        Decision::TaskReady { task, .. } => Some(("ready", task.as_str())),
+        Decision::Dispatch { task, .. } => Some(("dispatch", task.as_str())),
+        Decision::TaskCompleted { task, .. } => Some(("completed", task.as_str())),
+        Decision::TaskSkipped { task, .. } => Some(("skipped", task.as_str())),
+        Decision::TaskCanceled { task, .. } => Some(("canceled", task.as_str())),
+        Decision::DeadLettered { task, .. } => Some(("dead_lettered", task.as_str())),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_spawns_fifty_children_and_the_join_receives_every_output() -> anyhow::Result<()> {
+    let marks = tempfile::tempdir()?;
+    let lead = writes_control(&json!({ "spawn": children(50) }), r#"{"spawned": 50}"#);
+    let child = in_dir(marks.path(), CHILD);
+    let mut cluster = Cluster::start(&[
+        WorkerSpec::new(
+            "w1",
+            4,
+            &[("lead", &lead), ("merge", "cat"), ("child", &child)],
+        ),
+        WorkerSpec::new("w2", 4, &[("child", &child)]),
+        WorkerSpec::new("w3", 4, &[("child", &child)]),
+    ])
+    .await?;
+    let plan = r#"
+name = "fan-out"
+
+[[tasks]]
+id = "spawner"
+capability = "lead"
+spawns = ["child"]
+
+[[tasks]]
+id = "join"
+capability = "merge"
+needs = ["spawner"]
+"#;
+    let run = cluster.submit(plan).await?;
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert_eq!(
+        view.status,
+        RunStatus::Succeeded,
+        "{view:#?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(view.tasks.len(), 52, "the plan's 2 tasks and 50 spawned");
+    let tasks = by_task(&view);
+    for task in &view.tasks {
+        assert_eq!(task.status, TaskStatus::Completed, "{task:#?}");
+    }
+    let spawned: BTreeSet<&str> = view
+        .tasks
+        .iter()
+        .filter(|t| t.parent.as_ref().is_some_and(|p| p.as_str() == "spawner"))
+        .map(|t| t.task.as_str())
+        .collect();
+    let expected: BTreeSet<String> = (1..=50).map(|i| format!("child-{i}")).collect();
+    assert_eq!(
+        spawned,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "every child's parent is the spawner"
+    );
+    assert_eq!(tasks["spawner"].parent, None);
+    assert_eq!(tasks["join"].parent, None);
+
+    // The join's stdin (echoed by `cat`): the spawner's output and every child's, by id.
+    let join = tasks["join"].output.clone().context("the join's output")?;
+    let upstream = join["upstream"].as_object().context("upstream is a map")?;
+    assert_eq!(upstream.len(), 51, "{:?}", upstream.keys());
+    assert_eq!(upstream["spawner"], json!({"spawned": 50}));
+    for id in &expected {
+        assert_eq!(upstream[id.as_str()], json!({ "child": id }), "{id}");
+        assert_eq!(tasks[id.as_str()].output, Some(json!({ "child": id })));
+    }
+    assert!(join.get("upstream_errors").is_none(), "{join}");
+
+    let workers: BTreeSet<String> = cluster
+        .stored_results()
+        .await?
+        .iter()
+        .filter(|r| r.task.as_str().starts_with("child-"))
+        .map(|r| r.worker.to_string())
+        .collect();
+    assert!(workers.len() >= 2, "the children were spread: {workers:?}");
+
+    let events = cluster.stop_and_check().await?;
+    let completed = completions(&events);
+    assert_eq!(completed.len(), 52, "{completed:?}");
+    assert!(completed.values().all(|n| *n == 1), "{completed:?}");
+    let dispatched = dispatches(&events);
+    assert!(
+        dispatched.len() == 52 && dispatched.values().all(|n| *n == 1),
+        "{dispatched:?}"
+    );
+    let ran = lines(&marks.path().join("ran"));
+    assert_eq!(
+        ran.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "every child ran"
+    );
+    assert!(
+        ran.values().all(|n| *n == 1),
+        "each child ran once: {ran:?}"
+    );
+
+    // Recorded with the spawner's completion, whole, once.
+    let on_spawner = decided_on_result(&events, "spawner");
+    let [
+        Decision::TaskCompleted { task, .. },
+        Decision::TasksSpawned { parent, tasks, .. },
+        ..,
+    ] = on_spawner.as_slice()
+    else {
+        panic!("the spawner completed, then spawned: {on_spawner:#?}");
+    };
+    assert_eq!((task.as_str(), parent.as_str()), ("spawner", "spawner"));
+    let ids: Vec<String> = tasks.iter().map(|t| t.id.to_string()).collect();
+    let in_order: Vec<String> = (1..=50).map(|i| format!("child-{i}")).collect();
+    assert_eq!(ids, in_order);
+    assert!(tasks.iter().all(|t| t.capability.as_str() == "child"));
+    let spawns = decisions(&events)
+        .iter()
+        .filter(|(_, d)| matches!(d, Decision::TasksSpawned { .. }))
+        .count();
+    assert_eq!(spawns, 1);
+
+    // The join is dispatched only after the last child completed.
+    let decided = decisions(&events);
+    let position = |kind: &str, task: &str| {
+        decided
+            .iter()
+            .position(|(_, d)| fate(d) == Some((kind, task)))
+    };
+    let join_dispatched = position("dispatch", "join").context("the join was dispatched")?;
+    for id in &expected {
+        let done = position("completed", id).context("the child completed")?;
+        assert!(
+            done < join_dispatched,
+            "{id} completed after the join started"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spawn_fails_its_spawner_once_for_good_naming_every_problem()
+-> anyhow::Result<()> {
+    let marks = tempfile::tempdir()?;
+    let spawn = json!({ "spawn": [
+        {"id": "dup", "capability": "child"},
+        {"id": "dup", "capability": "child"},
+        {"id": "orphan", "capability": "child", "needs": ["nowhere"]},
+        {"id": "existing", "capability": "child"},
+    ]});
+    let lead = in_dir(
+        marks.path(),
+        &format!(
+            "echo \"$WORKFORCE_ATTEMPT\" >> \"$D/ran\"; {}",
+            writes_control(&spawn, r#"{"spawned": 4}"#)
+        ),
+    );
+    let mut cluster = Cluster::start(&[WorkerSpec::new(
+        "w1",
+        2,
+        &[("lead", &lead), ("child", "echo done"), ("merge", "cat")],
+    )])
+    .await?;
+    let plan = r#"
+name = "bad-spawn"
+
+[[tasks]]
+id = "spawner"
+capability = "lead"
+retry = { max_attempts = 3, initial_backoff = "100ms" }
+
+[[tasks]]
+id = "existing"
+capability = "child"
+
+[[tasks]]
+id = "after"
+capability = "merge"
+needs = ["spawner"]
+"#;
+    let run = cluster.submit(plan).await?;
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert_eq!(view.status, RunStatus::Failed, "{view:#?}");
+    assert_eq!(view.tasks.len(), 3, "nothing was added: {view:#?}");
+    let tasks = by_task(&view);
+    let spawner = tasks["spawner"];
+    assert_eq!(spawner.status, TaskStatus::Failed);
+    assert_eq!(
+        (spawner.attempt, spawner.started, spawner.max_attempts),
+        (1, 1, 3)
+    );
+    let detail = spawner.detail.clone().unwrap_or_default();
+    assert!(
+        detail.starts_with("the coordinator refused its spawn or branch (3 problems): "),
+        "{detail}"
+    );
+    let named = [
+        "task \"dup\": duplicate task id",
+        "task \"orphan\": needs \"nowhere\", which is not a task",
+        "task \"existing\": the run already has a task with this id",
+    ];
+    for problem in named {
+        assert!(detail.contains(problem), "{problem:?} in {detail}");
+    }
+    assert!(
+        view.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("task spawner dead-lettered after 1 attempt(s)")),
+        "{:?}",
+        view.reason
+    );
+    assert_eq!(tasks["existing"].status, TaskStatus::Completed);
+    assert_eq!(tasks["after"].status, TaskStatus::Canceled);
+    assert_eq!(
+        tasks["after"].detail.as_deref(),
+        Some("upstream task spawner failed")
+    );
+
+    let events = cluster.stop_and_check().await?;
+    assert_eq!(
+        lines(&marks.path().join("ran")),
+        BTreeMap::from([("1".to_owned(), 1)]),
+        "the spawner ran once"
+    );
+    assert_eq!(dispatches(&events).get("spawner"), Some(&1));
+    let on_spawner = decided_on_result(&events, "spawner");
+    let [
+        Decision::AttemptFailed { cause, attempt, .. },
+        Decision::DeadLettered { attempts: 1, .. },
+        Decision::TaskCanceled {
+            task: canceled,
+            reason: CancelReason::UpstreamFailed { task: root },
+            ..
+        },
+        ..,
+    ] = on_spawner.as_slice()
+    else {
+        panic!("refused, dead-lettered at once, its dependent canceled: {on_spawner:#?}");
+    };
+    assert_eq!(attempt.0, 1);
+    assert_eq!((canceled.as_str(), root.as_str()), ("after", "spawner"));
+    let FailureCause::ControlRefused { problems } = cause else {
+        panic!("a refusal, not {cause:?}");
+    };
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for (problem, expected) in problems.iter().zip(named) {
+        assert!(problem.contains(expected), "{problem:?} names {expected:?}");
+    }
+    assert_eq!(cause.worker().as_str(), "coordinator");
+    let grew_or_retried = decisions(&events).iter().any(|(_, d)| {
+        matches!(
+            d,
+            Decision::TasksSpawned { .. } | Decision::RetryScheduled { .. }
+        )
+    });
+    assert!(!grew_or_retried, "no spawn applied, no retry");
+    Ok(())
+}
