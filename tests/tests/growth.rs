@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use workforce_coordinator::log::Event;
+use workforce_coordinator::log::{Entry, Event};
 use workforce_coordinator::scheduler::{
     CancelReason, Decision, FailureCause, Input, RunStatus, RunView, TaskStatus, TaskView,
 };
 use workforce_shared::{EventSeq, TaskId};
-use workforce_tests::harness::{Cluster, WorkerSpec, decided_on, decisions};
+use workforce_tests::harness::{Cluster, WorkerSpec, decided_on, decisions, eventually};
 
 const RUN_WITHIN: Duration = Duration::from_secs(90);
 
@@ -360,5 +360,148 @@ needs = ["spawner"]
         )
     });
     assert!(!grew_or_retried, "no spawn applied, no retry");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_while_spawned_tasks_run_records_each_completion_once()
+-> anyhow::Result<()> {
+    let marks = tempfile::tempdir()?;
+    let lead = writes_control(&json!({ "spawn": children(6) }), r#"{"spawned": 6}"#);
+    // child-1..3 finish at once; child-4..6 hold until the test says go.
+    let child = in_dir(
+        marks.path(),
+        r#"echo "$WORKFORCE_TASK" >> "$D/ran"; case "$WORKFORCE_TASK" in child-[123]) ;; *) while [ ! -e "$D/go" ]; do sleep 0.05; done ;; esac; echo "{\"child\": \"$WORKFORCE_TASK\"}""#,
+    );
+    let mut cluster = Cluster::start(&[
+        WorkerSpec::new("w1", 2, &[("lead", &lead), ("merge", "cat")]),
+        WorkerSpec::new("w2", 3, &[("child", &child)]),
+        WorkerSpec::new("w3", 3, &[("child", &child)]),
+    ])
+    .await?;
+    let plan = r#"
+name = "spawn-then-crash"
+
+[[tasks]]
+id = "spawner"
+capability = "lead"
+spawns = ["child"]
+
+[[tasks]]
+id = "join"
+capability = "merge"
+needs = ["spawner"]
+"#;
+    let run = cluster.submit(plan).await?;
+    let held = ["child-4", "child-5", "child-6"];
+    eventually(
+        "child-1..3 completed and child-4..6 running",
+        RUN_WITHIN,
+        || async {
+            let view = cluster.api.status(&run).await?;
+            let tasks = by_task(&view);
+            let status = |id: &str| tasks.get(id).map(|t| t.status);
+            let ready = ["child-1", "child-2", "child-3"]
+                .iter()
+                .all(|id| status(id) == Some(TaskStatus::Completed))
+                && held
+                    .iter()
+                    .all(|id| status(id) == Some(TaskStatus::Running));
+            Ok(ready.then_some(()))
+        },
+    )
+    .await
+    .with_context(|| cluster.logs())?;
+    cluster.coordinator.kill().await?;
+
+    // What the dead coordinator recorded: the spawn and three completions, no more.
+    let before = cluster.read_log()?;
+    let completed_before = completions(&before);
+    assert_eq!(
+        completed_before.keys().cloned().collect::<Vec<_>>(),
+        ["child-1", "child-2", "child-3", "spawner"],
+        "{completed_before:?}"
+    );
+    drop(before);
+
+    // The held children finish while no coordinator runs: their results wait in the stream.
+    std::fs::write(marks.path().join("go"), "")?;
+    eventually(
+        "the held children's results are stored",
+        RUN_WITHIN,
+        || async {
+            let stored = cluster.stored_results().await?;
+            let done = held
+                .iter()
+                .all(|id| stored.iter().any(|r| r.task.as_str() == *id));
+            Ok(done.then_some(()))
+        },
+    )
+    .await
+    .with_context(|| cluster.logs())?;
+    cluster.restart_coordinator().await?;
+
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert_eq!(
+        view.status,
+        RunStatus::Succeeded,
+        "{view:#?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(view.tasks.len(), 8);
+    assert!(
+        view.tasks.iter().all(|t| t.status == TaskStatus::Completed),
+        "{view:#?}"
+    );
+    let tasks = by_task(&view);
+    let join = tasks["join"].output.clone().context("the join's output")?;
+    let upstream = join["upstream"].as_object().context("upstream is a map")?;
+    let mut expected: Vec<String> = (1..=6).map(|i| format!("child-{i}")).collect();
+    expected.push("spawner".to_owned());
+    assert_eq!(
+        upstream.keys().cloned().collect::<Vec<_>>(),
+        expected,
+        "the join saw every child, those finished before the crash and after"
+    );
+
+    let events = cluster.stop_and_check().await?;
+    let completed = completions(&events);
+    assert_eq!(completed.len(), 8, "{completed:?}");
+    assert!(
+        completed.values().all(|n| *n == 1),
+        "each task's completion recorded once: {completed:?}"
+    );
+    let spawns = decisions(&events)
+        .iter()
+        .filter(|(_, d)| matches!(d, Decision::TasksSpawned { .. }))
+        .count();
+    assert_eq!(
+        spawns, 1,
+        "recovery rebuilt the spawn, it did not spawn again"
+    );
+    // Side effects are at least once.
+    let ran = lines(&marks.path().join("ran"));
+    let children: Vec<&str> = expected[..6].iter().map(String::as_str).collect();
+    assert_eq!(ran.keys().map(String::as_str).collect::<Vec<_>>(), children);
+    // The held children's results were read by the restarted coordinator.
+    let restart = events
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, e))| matches!(e.entry, Entry::Input(Input::CoordinatorStarted { .. })))
+        .map(|(i, _)| i)
+        .nth(1)
+        .context("the log records the restart")?;
+    for id in held {
+        let received = events
+            .iter()
+            .position(|(_, e)| {
+                matches!(&e.entry, Entry::Input(Input::ResultReceived { result }) if result.task.as_str() == id)
+            })
+            .context("the result was received")?;
+        assert!(
+            received > restart,
+            "{id}'s result was read after the restart"
+        );
+    }
     Ok(())
 }
