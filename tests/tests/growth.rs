@@ -11,9 +11,10 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use workforce_coordinator::log::{Entry, Event};
 use workforce_coordinator::scheduler::{
-    CancelReason, Decision, FailureCause, Input, RunStatus, RunView, TaskStatus, TaskView,
+    CancelReason, Decision, FailureCause, Input, RunStatus, RunView, SkipReason, TaskStatus,
+    TaskView,
 };
-use workforce_shared::{EventSeq, TaskId};
+use workforce_shared::{EventSeq, TaskId, Trigger};
 use workforce_tests::harness::{Cluster, WorkerSpec, decided_on, decisions, eventually};
 
 const RUN_WITHIN: Duration = Duration::from_secs(90);
@@ -503,5 +504,297 @@ needs = ["spawner"]
             "{id}'s result was read after the restart"
         );
     }
+    Ok(())
+}
+
+fn statuses(view: &RunView) -> BTreeMap<&str, TaskStatus> {
+    view.tasks
+        .iter()
+        .map(|t| (t.task.as_str(), t.status))
+        .collect()
+}
+
+fn fates<'a>(decided: &[&'a Decision]) -> Vec<(&'static str, &'a str)> {
+    decided.iter().filter_map(|d| fate(d)).collect()
+}
+
+/// The ids under `key` (`upstream`, `upstream_errors`) of the stdin a `cat` command echoed.
+fn stdin_keys<'a>(output: &'a Value, key: &str) -> Vec<&'a str> {
+    output[key]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `a` fails for good and `b` completes (once the test allows it); one task of each rule
+/// needs both.
+const RULES: &str = r#"
+name = "rules"
+
+[defaults.retry]
+max_attempts = 3
+initial_backoff = "100ms"
+
+[[tasks]]
+id = "a"
+capability = "c"
+
+[[tasks]]
+id = "b"
+capability = "c"
+
+[[tasks]]
+id = "all_success"
+capability = "c"
+needs = ["a", "b"]
+
+[[tasks]]
+id = "all_done"
+capability = "c"
+needs = ["a", "b"]
+trigger = "all_done"
+
+[[tasks]]
+id = "one_success"
+capability = "c"
+needs = ["a", "b"]
+trigger = "one_success"
+
+[[tasks]]
+id = "one_failed"
+capability = "c"
+needs = ["a", "b"]
+trigger = "one_failed"
+
+[[tasks]]
+id = "all_failed"
+capability = "c"
+needs = ["a", "b"]
+trigger = "all_failed"
+
+[[tasks]]
+id = "none_failed"
+capability = "c"
+needs = ["a", "b"]
+trigger = "none_failed"
+"#;
+
+/// `x` and `y` both fail for good.
+const ALL_FAIL: &str = r#"
+name = "all-fail"
+
+[[tasks]]
+id = "x"
+capability = "c"
+
+[[tasks]]
+id = "y"
+capability = "c"
+
+[[tasks]]
+id = "all_failed"
+capability = "c"
+needs = ["x", "y"]
+trigger = "all_failed"
+
+[[tasks]]
+id = "one_success"
+capability = "c"
+needs = ["x", "y"]
+trigger = "one_success"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trigger_rule_runs_skips_or_cancels_by_how_its_upstream_ended() -> anyhow::Result<()>
+{
+    let marks = tempfile::tempdir()?;
+    // Exit 100: a permanent failure. Everything else echoes its stdin.
+    let command = in_dir(
+        marks.path(),
+        r#"case "$WORKFORCE_TASK" in a|x|y) echo "$WORKFORCE_TASK breaks" >&2; exit 100 ;; b) while [ ! -e "$D/b-may-finish" ]; do sleep 0.05; done ;; esac; cat"#,
+    );
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 4, &[("c", &command)])]).await?;
+    let run = cluster.submit(RULES).await?;
+
+    // Decided as soon as `a` failed, while `b` still runs.
+    let early = eventually("a is dead-lettered", RUN_WITHIN, || async {
+        let view = cluster.api.status(&run).await?;
+        let failed = statuses(&view).get("a") == Some(&TaskStatus::Failed);
+        Ok(failed.then_some(view))
+    })
+    .await
+    .with_context(|| cluster.logs())?;
+    let status = statuses(&early);
+    assert_eq!(status["b"], TaskStatus::Running, "{early:#?}");
+    assert_eq!(status["all_success"], TaskStatus::Canceled);
+    assert_eq!(status["none_failed"], TaskStatus::Canceled);
+    for waiting in ["all_done", "one_success", "all_failed"] {
+        assert_eq!(
+            status[waiting],
+            TaskStatus::Blocked,
+            "{waiting}: {early:#?}"
+        );
+    }
+    assert_ne!(status["one_failed"], TaskStatus::Blocked, "{early:#?}");
+    std::fs::write(marks.path().join("b-may-finish"), "")?;
+
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert_eq!(
+        statuses(&view),
+        BTreeMap::from([
+            ("a", TaskStatus::Failed),
+            ("b", TaskStatus::Completed),
+            ("all_success", TaskStatus::Canceled),
+            ("all_done", TaskStatus::Completed),
+            ("one_success", TaskStatus::Completed),
+            ("one_failed", TaskStatus::Completed),
+            ("all_failed", TaskStatus::Skipped),
+            ("none_failed", TaskStatus::Canceled),
+        ]),
+        "{view:#?}\n{}",
+        cluster.logs()
+    );
+    // Leaves canceled by a's failure: the run failed, naming a.
+    assert_eq!(view.status, RunStatus::Failed);
+    let reason = view.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("task a dead-lettered after 1 attempt(s)"),
+        "{reason}"
+    );
+    let tasks = by_task(&view);
+    for canceled in ["all_success", "none_failed"] {
+        assert_eq!(
+            tasks[canceled].detail.as_deref(),
+            Some("upstream task a failed"),
+            "{canceled}"
+        );
+    }
+    let skipped = tasks["all_failed"].detail.clone().unwrap_or_default();
+    assert!(
+        skipped.contains("all_failed can no longer be met"),
+        "{skipped}"
+    );
+    // Those that ran past a were told why: stdin's upstream_errors.
+    let all_done = tasks["all_done"]
+        .output
+        .clone()
+        .context("all_done output")?;
+    assert_eq!(stdin_keys(&all_done, "upstream"), ["b"]);
+    assert_eq!(stdin_keys(&all_done, "upstream_errors"), ["a"]);
+    assert_eq!(all_done["upstream_errors"]["a"]["status"], json!("failed"));
+    let error = all_done["upstream_errors"]["a"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("a breaks"), "{error}");
+    // one_failed ran before b ended.
+    let one_failed = tasks["one_failed"]
+        .output
+        .clone()
+        .context("one_failed output")?;
+    assert_eq!(stdin_keys(&one_failed, "upstream"), Vec::<&str>::new());
+    assert_eq!(stdin_keys(&one_failed, "upstream_errors"), ["a"]);
+
+    // Every upstream fails: all_failed runs, one_success is skipped, and the run succeeds
+    // (its leaves completed or were skipped).
+    let second = cluster.submit(ALL_FAIL).await?;
+    let view2 = cluster.finish(&second, RUN_WITHIN).await?;
+    assert_eq!(
+        statuses(&view2),
+        BTreeMap::from([
+            ("x", TaskStatus::Failed),
+            ("y", TaskStatus::Failed),
+            ("all_failed", TaskStatus::Completed),
+            ("one_success", TaskStatus::Skipped),
+        ]),
+        "{view2:#?}"
+    );
+    assert_eq!(view2.status, RunStatus::Succeeded, "{view2:#?}");
+    let tasks2 = by_task(&view2);
+    let all_failed = tasks2["all_failed"]
+        .output
+        .clone()
+        .context("all_failed output")?;
+    assert_eq!(stdin_keys(&all_failed, "upstream"), Vec::<&str>::new());
+    assert_eq!(stdin_keys(&all_failed, "upstream_errors"), ["x", "y"]);
+    for id in ["x", "y"] {
+        assert_eq!(all_failed["upstream_errors"][id]["status"], json!("failed"));
+    }
+
+    let events = cluster.stop_and_check().await?;
+    let failed_upstream = CancelReason::UpstreamFailed { task: "a".parse()? };
+    let on_a = decided_on_result(&events, "a");
+    assert_eq!(
+        fates(&on_a),
+        [
+            ("dead_lettered", "a"),
+            ("canceled", "all_success"),
+            ("ready", "one_failed"),
+            ("canceled", "none_failed"),
+            ("dispatch", "one_failed"),
+        ],
+        "{on_a:#?}"
+    );
+    assert!(
+        on_a.iter()
+            .filter(|d| matches!(d, Decision::TaskCanceled { .. }))
+            .all(
+                |d| matches!(d, Decision::TaskCanceled { reason, .. } if *reason == failed_upstream)
+            ),
+        "{on_a:#?}"
+    );
+    let on_b = decided_on_result(&events, "b");
+    assert_eq!(
+        fates(&on_b),
+        [
+            ("completed", "b"),
+            ("ready", "all_done"),
+            ("ready", "one_success"),
+            ("skipped", "all_failed"),
+            ("dispatch", "all_done"),
+            ("dispatch", "one_success"),
+        ],
+        "{on_b:#?}"
+    );
+    assert!(
+        on_b.iter().any(|d| matches!(
+            d,
+            Decision::TaskSkipped {
+                reason: SkipReason::TriggerUnmet {
+                    trigger: Trigger::AllFailed
+                },
+                ..
+            }
+        )),
+        "{on_b:#?}"
+    );
+    // The second run: decided on the later of the two failures.
+    let ended: Vec<Vec<(&str, &str)>> = decided_on(
+        &events,
+        |input| matches!(input, Input::ResultReceived { result } if result.run == second),
+    )
+    .iter()
+    .map(|(_, decided)| fates(decided))
+    .take(2)
+    .collect();
+    let last = ended.last().context("two results")?;
+    assert!(
+        ended[0]
+            .iter()
+            .all(|(_, task)| *task == "x" || *task == "y"),
+        "{ended:?}"
+    );
+    assert!(last.contains(&("ready", "all_failed")), "{ended:?}");
+    assert!(last.contains(&("skipped", "one_success")), "{ended:?}");
+    let one_success_skipped = decisions(&events).iter().any(|(_, d)| {
+        matches!(d, Decision::TaskSkipped { run, task, reason: SkipReason::TriggerUnmet { trigger: Trigger::OneSuccess } }
+            if *run == second && task.as_str() == "one_success")
+    });
+    assert!(one_success_skipped);
+    // A permanent failure is not retried, whatever the policy allows.
+    assert!(
+        !decisions(&events)
+            .iter()
+            .any(|(_, d)| matches!(d, Decision::RetryScheduled { .. }))
+    );
     Ok(())
 }
