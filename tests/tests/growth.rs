@@ -798,3 +798,125 @@ async fn every_trigger_rule_runs_skips_or_cancels_by_how_its_upstream_ended() ->
     );
     Ok(())
 }
+
+/// `route` chooses `fast` over `slow`; `after_slow` follows `slow`; `merge` joins past skips;
+/// `strict` joins and needs both to succeed.
+const BRANCHES: &str = r#"
+name = "branches"
+
+[[tasks]]
+id = "route"
+capability = "c"
+
+[[tasks]]
+id = "fast"
+capability = "c"
+needs = ["route"]
+
+[[tasks]]
+id = "slow"
+capability = "c"
+needs = ["route"]
+
+[[tasks]]
+id = "after_slow"
+capability = "c"
+needs = ["slow"]
+
+[[tasks]]
+id = "merge"
+capability = "c"
+needs = ["fast", "after_slow"]
+trigger = "none_failed"
+
+[[tasks]]
+id = "strict"
+capability = "c"
+needs = ["fast", "after_slow"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_skips_what_it_leaves_out_and_the_skips_propagate_by_rule() -> anyhow::Result<()> {
+    let command = r#"case "$WORKFORCE_TASK" in route) echo '{"branch": ["fast"]}' > "$WORKFORCE_CONTROL" ;; esac; cat"#;
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 2, &[("c", command)])]).await?;
+    let run = cluster.submit(BRANCHES).await?;
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert_eq!(
+        statuses(&view),
+        BTreeMap::from([
+            ("route", TaskStatus::Completed),
+            ("fast", TaskStatus::Completed),
+            ("slow", TaskStatus::Skipped),
+            ("after_slow", TaskStatus::Skipped),
+            ("merge", TaskStatus::Completed),
+            ("strict", TaskStatus::Skipped),
+        ]),
+        "{view:#?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        view.status,
+        RunStatus::Succeeded,
+        "leaves completed or skipped"
+    );
+    let tasks = by_task(&view);
+    assert_eq!(
+        tasks["slow"].detail.as_deref(),
+        Some("not chosen by the branch of task route")
+    );
+    for skipped in ["after_slow", "strict"] {
+        let detail = tasks[skipped].detail.clone().unwrap_or_default();
+        assert!(
+            detail.contains("all_success can no longer be met"),
+            "{skipped}: {detail}"
+        );
+    }
+    let merge = tasks["merge"].output.clone().context("merge output")?;
+    assert_eq!(stdin_keys(&merge, "upstream"), ["fast"]);
+    assert_eq!(stdin_keys(&merge, "upstream_errors"), ["after_slow"]);
+    assert_eq!(
+        merge["upstream_errors"]["after_slow"]["status"],
+        json!("skipped")
+    );
+    assert_eq!(
+        merge["upstream_errors"]["after_slow"]["error"].as_str(),
+        tasks["after_slow"].detail.as_deref(),
+        "the reason it was skipped"
+    );
+
+    let events = cluster.stop_and_check().await?;
+    assert_eq!(
+        dispatches(&events).into_keys().collect::<Vec<_>>(),
+        ["fast", "merge", "route"],
+        "what was skipped never ran"
+    );
+    let on_route = decided_on_result(&events, "route");
+    assert_eq!(
+        fates(&on_route),
+        [
+            ("completed", "route"),
+            ("ready", "fast"),
+            ("skipped", "slow"),
+            ("skipped", "after_slow"),
+            ("dispatch", "fast"),
+        ],
+        "{on_route:#?}"
+    );
+    let not_chosen = on_route.iter().any(|d| {
+        matches!(d, Decision::TaskSkipped { task, reason: SkipReason::NotChosen { by }, .. }
+            if task.as_str() == "slow" && by.as_str() == "route")
+    });
+    assert!(not_chosen, "{on_route:#?}");
+    let on_fast = decided_on_result(&events, "fast");
+    assert_eq!(
+        fates(&on_fast),
+        [
+            ("completed", "fast"),
+            ("ready", "merge"),
+            ("skipped", "strict"),
+            ("dispatch", "merge"),
+        ],
+        "{on_fast:#?}"
+    );
+    Ok(())
+}
