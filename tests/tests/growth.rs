@@ -254,12 +254,14 @@ async fn an_invalid_spawn_fails_its_spawner_once_for_good_naming_every_problem()
         {"id": "dup", "capability": "child"},
         {"id": "orphan", "capability": "child", "needs": ["nowhere"]},
         {"id": "existing", "capability": "child"},
-    ]});
+        {"id": "loop", "capability": "child", "needs": ["after"]},
+        {"id": "rogue", "capability": "merge"},
+    ], "branch": ["existing"]});
     let lead = in_dir(
         marks.path(),
         &format!(
             "echo \"$WORKFORCE_ATTEMPT\" >> \"$D/ran\"; {}",
-            writes_control(&spawn, r#"{"spawned": 4}"#)
+            writes_control(&spawn, r#"{"spawned": 6}"#)
         ),
     );
     let mut cluster = Cluster::start(&[WorkerSpec::new(
@@ -274,6 +276,7 @@ name = "bad-spawn"
 [[tasks]]
 id = "spawner"
 capability = "lead"
+spawns = ["child"]
 retry = { max_attempts = 3, initial_backoff = "100ms" }
 
 [[tasks]]
@@ -298,13 +301,16 @@ needs = ["spawner"]
     );
     let detail = spawner.detail.clone().unwrap_or_default();
     assert!(
-        detail.starts_with("the coordinator refused its spawn or branch (3 problems): "),
+        detail.starts_with("the coordinator refused its spawn or branch (6 problems): "),
         "{detail}"
     );
     let named = [
         "task \"dup\": duplicate task id",
         "task \"orphan\": needs \"nowhere\", which is not a task",
         "task \"existing\": the run already has a task with this id",
+        "task \"loop\": needs \"after\", which waits for what \"spawner\" spawns",
+        "task \"rogue\": capability \"merge\" is not one its spawner may spawn (child)",
+        "branch chooses \"existing\", which is not a task that needs \"spawner\"",
     ];
     for problem in named {
         assert!(detail.contains(problem), "{problem:?} in {detail}");
@@ -349,7 +355,7 @@ needs = ["spawner"]
     let FailureCause::ControlRefused { problems } = cause else {
         panic!("a refusal, not {cause:?}");
     };
-    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert_eq!(problems.len(), named.len(), "{problems:#?}");
     for (problem, expected) in problems.iter().zip(named) {
         assert!(problem.contains(expected), "{problem:?} names {expected:?}");
     }
