@@ -106,6 +106,9 @@ struct Bars {
     multi: MultiProgress,
     run: ProgressBar,
     tasks: BTreeMap<String, ProgressBar>,
+    style: ProgressStyle,
+    /// Width of the task-id column, from the tasks the run had at first.
+    width: usize,
 }
 
 impl Bars {
@@ -126,21 +129,27 @@ impl Bars {
             .unwrap_or(4);
         let style = ProgressStyle::with_template("  {spinner} {prefix} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let tasks = view
-            .tasks
-            .iter()
-            .map(|t| {
-                let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(style.clone());
-                bar.set_prefix(format!("{:<width$}", t.task.as_str()));
-                (t.task.to_string(), bar)
-            })
-            .collect();
-        Self { multi, run, tasks }
+        Self {
+            multi,
+            run,
+            tasks: BTreeMap::new(),
+            style,
+            width,
+        }
     }
 
-    fn update(&self, view: &RunView) {
+    fn update(&mut self, view: &RunView) {
+        // A run grows when its tasks spawn: a bar for each task not seen before.
+        for t in &view.tasks {
+            if !self.tasks.contains_key(t.task.as_str()) {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(self.style.clone());
+                bar.set_prefix(format!("{:<width$}", t.task.as_str(), width = self.width));
+                self.tasks.insert(t.task.to_string(), bar);
+            }
+        }
         let done = view.tasks.iter().filter(|t| t.status.is_terminal()).count();
+        self.run.set_length(view.tasks.len() as u64);
         self.run.set_position(done as u64);
         self.run.set_message(view.status.as_str());
         for t in &view.tasks {
@@ -180,10 +189,10 @@ pub async fn watch(
         outage: None,
     };
     let mut view = follower.status(None).await?;
-    let bars = (!json && std::io::stderr().is_terminal()).then(|| Bars::new(&view));
+    let mut bars = (!json && std::io::stderr().is_terminal()).then(|| Bars::new(&view));
     let mut seen: BTreeMap<String, (TaskStatus, u32)> = BTreeMap::new();
     loop {
-        match &bars {
+        match &mut bars {
             Some(bars) => bars.update(&view),
             None if !json => {
                 for t in &view.tasks {
