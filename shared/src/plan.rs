@@ -23,7 +23,9 @@ use serde_json::Value;
 
 use crate::ids::{Capability, TaskId};
 
-pub use params::{ParamError, ParamProblem, ParamSpec, ParamValues, ValuesError, is_identifier};
+pub use params::{
+    ParamError, ParamProblem, ParamSpec, ParamValues, ValuesError, is_identifier, json_type,
+};
 pub use problem::{PlanProblem, ProblemKind};
 use problem::{at_line, list_problems};
 use shape::find_cycle;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
+use workforce_shared::plan::json_type;
+
 use crate::control::Growth;
 
 /// The variable that names the control file.
@@ -188,7 +190,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Growth, ControlFileErro
     let Value::Object(mut fields) = value else {
         return Err(ControlFileError::NotAnObject {
             path: path.to_owned(),
-            found: kind(&value),
+            found: json_type(&value),
         });
     };
     let unknown: Vec<String> = fields
@@ -212,12 +214,16 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Growth, ControlFileErro
         None => Vec::new(),
         Some(Value::Array(entries)) => {
             if let Some((at, entry)) = entries.iter().enumerate().find(|(_, e)| !e.is_object()) {
-                return Err(wrong(format!("spawn[{at}]"), "an object", kind(entry)));
+                return Err(wrong(format!("spawn[{at}]"), "an object", json_type(entry)));
             }
             entries
         }
         Some(other) => {
-            return Err(wrong("spawn".into(), "an array of objects", kind(&other)));
+            return Err(wrong(
+                "spawn".into(),
+                "an array of objects",
+                json_type(&other),
+            ));
         }
     };
     let branch = match fields.remove("branch") {
@@ -227,27 +233,24 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Growth, ControlFileErro
                 .enumerate()
                 .map(|(at, id)| match id {
                     Value::String(id) => Ok(id),
-                    other => Err(wrong(format!("branch[{at}]"), "a string", kind(&other))),
+                    other => Err(wrong(
+                        format!("branch[{at}]"),
+                        "a string",
+                        json_type(&other),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         Some(other) => {
-            return Err(wrong("branch".into(), "an array of strings", kind(&other)));
+            return Err(wrong(
+                "branch".into(),
+                "an array of strings",
+                json_type(&other),
+            ));
         }
     };
     debug_assert!(fields.is_empty(), "every field was checked: {fields:?}");
     Ok(Growth { spawn, branch })
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn quoted(fields: &[String]) -> String {

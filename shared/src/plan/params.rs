@@ -119,7 +119,8 @@ pub enum ValuesError {
     NotAnObject { found: &'static str },
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// A JSON value's type, as errors name it ("a string", "an array", "null"...).
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
