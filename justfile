@@ -329,10 +329,12 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Build the NATS image and the debug binaries (integration tests spawn them; the tests crate
-# turns on the coordinator's `failpoints` feature, so these have crash points), run all tests.
+# turns on the coordinator's `failpoints` feature, so these have crash points), run all tests,
+# then the example agents' self-test (examples/agents/selftest.sh).
 test *args: nats-image
     cargo build --workspace --bins
     cargo test --workspace {{ args }}
+    sh examples/agents/selftest.sh
 
 # A long run under faults (not in `test`): workers and the coordinator SIGKILLed, NATS paused, at `seed`ed moments.
 chaos seed="1" tasks="500": nats-image

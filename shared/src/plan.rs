@@ -313,16 +313,18 @@ impl Plan {
     }
 }
 
+/// Why a plan file could not be loaded. Its text names the file; what went wrong is its
+/// `source` (print the chain, as `{:#}` of an `anyhow::Error` does).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    #[error("cannot read plan {path}: {source}")]
+    #[error("cannot read plan {path}")]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Plan {
         path: String,
         #[source]

@@ -35,10 +35,12 @@ pub fn validate(
     let plan = match loaded {
         Ok(plan) => plan,
         Err(e) => {
+            // The file, then what is wrong with it.
+            let error = format!("{:#}", anyhow::Error::from(e));
             if json {
-                outln!("{}", json!({ "valid": false, "error": e.to_string() }))?;
+                outln!("{}", json!({ "valid": false, "error": error }))?;
             } else {
-                eprintln!("{e}");
+                eprintln!("{error}");
             }
             return Ok(ExitCode::FAILURE);
         }
