@@ -1,5 +1,7 @@
-//! A worker whose capability is written in Rust: `wordcount` counts the words, lines and
-//! characters of its input text and of the text outputs of the tasks it depends on.
+//! A worker whose capabilities are written in Rust: `wordcount` counts the words, lines and
+//! characters of its input text and of the text outputs of the tasks it depends on; `split`
+//! grows its run: it spawns one `wordcount` task per paragraph of its input, so a task that
+//! needs `split` receives every paragraph's count (fan-in).
 //!
 //! ```text
 //! cargo run -p workforce-worker --example rust_handler -- --nats nats://127.0.0.1:4222
@@ -17,7 +19,9 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use workforce_shared::Capability;
-use workforce_worker::{BoxFuture, Handler, HandlerError, TaskContext, Worker, WorkerArgs};
+use workforce_worker::{
+    BoxFuture, Handler, HandlerError, SpawnTask, TaskContext, Worker, WorkerArgs,
+};
 
 /// Counts text. Input: a string, `{"text": "..."}`, or null (only upstream outputs).
 #[derive(Debug)]
@@ -66,6 +70,33 @@ fn stats(text: &str) -> Value {
     })
 }
 
+/// Spawns a `wordcount` task per paragraph (blank-line separated) of `{"text": "..."}`, ids
+/// `<task>-p1`, `<task>-p2`...; its own output says how many.
+#[derive(Debug)]
+struct Split;
+
+impl Handler for Split {
+    fn handle(&self, task: TaskContext) -> BoxFuture<'_, Result<Value, HandlerError>> {
+        Box::pin(async move {
+            let Some(text) = task.input.get("text").and_then(Value::as_str) else {
+                return Err(HandlerError::permanent(
+                    "split input must be {\"text\": \"...\"}",
+                ));
+            };
+            let paragraphs: Vec<&str> = text
+                .split("\n\n")
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            for (i, paragraph) in paragraphs.iter().enumerate() {
+                let id = format!("{}-p{}", task.task, i + 1);
+                task.spawn(SpawnTask::new(id, "wordcount").input(json!({ "text": paragraph })));
+            }
+            Ok(json!({ "paragraphs": paragraphs.len() }))
+        })
+    }
+}
+
 fn bad_input() -> HandlerError {
     // No retry can fix the input.
     HandlerError::permanent("wordcount input must be a string, {\"text\": \"...\"} or null")
@@ -84,6 +115,8 @@ async fn main() -> anyhow::Result<()> {
     let mut handlers = config.command_handlers();
     let wordcount: Arc<dyn Handler> = Arc::new(WordCount);
     handlers.insert(Capability::new("wordcount")?, wordcount);
+    let split: Arc<dyn Handler> = Arc::new(Split);
+    handlers.insert(Capability::new("split")?, split);
 
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
@@ -136,6 +169,18 @@ mod tests {
         assert_eq!(output["lines"], json!(3));
         assert_eq!(output["by_source"]["input"]["chars"], json!(13));
         assert!(output["by_source"].get("data").is_none());
+    }
+
+    #[tokio::test]
+    async fn split_spawns_a_count_per_paragraph() {
+        let t = task(json!({"text": "one two\n\nthree\n\n\n"}), &[]);
+        let output = Split.handle(t.clone()).await.expect("splits");
+        assert_eq!(output, json!({"paragraphs": 2}));
+        let growth = t.growth();
+        assert_eq!(growth.spawn.len(), 2);
+        assert_eq!(growth.spawn[1]["id"], json!("count-p2"));
+        assert_eq!(growth.spawn[1]["capability"], json!("wordcount"));
+        assert_eq!(growth.spawn[1]["input"], json!({"text": "three"}));
     }
 
     #[tokio::test]
