@@ -275,3 +275,39 @@ fn rejects_inputs_nested_too_deep() {
 }
 
 mod properties;
+
+#[test]
+fn limits_triggers_and_spawns_are_read_and_a_plan_over_its_own_task_limit_is_refused() {
+    let plan = parse_toml(
+        "[limits]\nspawn = 0\ndepth = 2\n\n[[tasks]]\nid = \"a\"\ncapability = \"c\"\nspawns = []\n\
+         [[tasks]]\nid = \"b\"\ncapability = \"c\"\nneeds = [\"a\"]\ntrigger = \"one_failed\"\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        plan.limits,
+        Limits {
+            spawn: 0,
+            depth: 2,
+            tasks: Limits::DEFAULT_TASKS,
+        }
+    );
+    assert_eq!(plan.tasks[0].spawns.as_deref(), Some(&[][..]));
+    assert_eq!(plan.tasks[1].trigger, Trigger::OneFailed);
+
+    let over = problems(parse_toml(
+        "[limits]\ntasks = 1\n[[tasks]]\nid = \"a\"\ncapability = \"c\"\n\
+         [[tasks]]\nid = \"b\"\ncapability = \"c\"\n",
+    ));
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert_eq!(
+        over[0].to_string(),
+        "2 is over the run's limit tasks = 1 (set in the plan's [limits])"
+    );
+
+    let bad = parse_toml("[[tasks]]\nid = \"a\"\ncapability = \"c\"\ntrigger = \"sometimes\"\n")
+        .expect_err("an unknown rule");
+    let text = bad.to_string();
+    assert!(text.contains("line 4"), "{text}");
+    assert!(text.contains("unknown variant `sometimes`"), "{text}");
+    assert!(text.contains("`none_failed`"), "{text}");
+}
