@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use workforce_shared::runtime::{self, ConnectError, NatsServers};
 use workforce_shared::subjects::ApiVerb;
 use workforce_shared::{
-    CodecError, Envelope, PROTOCOL_VERSION, ParamValues, PlanFormat, RunId, Subjects, decode,
-    encode,
+    CodecError, Envelope, PROTOCOL_VERSION, ParamValues, PlanFormat, RunId, Subjects, TaskId,
+    decode, encode,
 };
 
 use crate::scheduler::{RunSummary, RunView, WorkerView};
@@ -30,8 +30,14 @@ pub enum Request {
     },
     Runs,
     Workers,
+    /// Cancel a run, or only `task` of it (and what waits for it, by the trigger rules), with
+    /// an optional note recorded with it. Older clients send neither.
     Cancel {
         run: RunId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
 }
 
@@ -259,8 +265,19 @@ impl ApiClient {
         }
     }
 
-    pub async fn cancel(&self, run: &RunId) -> Result<(), ClientError> {
-        match self.call(Request::Cancel { run: run.clone() }).await? {
+    /// Cancels the run, or only `task` of it, recording `note`.
+    pub async fn cancel(
+        &self,
+        run: &RunId,
+        task: Option<&TaskId>,
+        note: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let request = Request::Cancel {
+            run: run.clone(),
+            task: task.cloned(),
+            note: note.map(str::to_owned),
+        };
+        match self.call(request).await? {
             Reply::CancelRequested { .. } => Ok(()),
             other => Err(unexpected("cancel", &other)),
         }

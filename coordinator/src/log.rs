@@ -339,6 +339,8 @@ mod tests {
             at_ms: n,
             entry: Entry::Input(Input::CancelRequested {
                 run: RunId::new(format!("r{n}")).expect("run"),
+                task: None,
+                note: None,
             }),
         }
     }

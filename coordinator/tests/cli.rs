@@ -156,6 +156,7 @@ async fn answer(
         semantics: 1,
         status,
         reason: None,
+        stop_reason: None,
         tasks: Vec::new(),
     };
     let reply = ApiResponse::new(Ok(Reply::Status { view }));

@@ -17,7 +17,11 @@ use workforce_shared::{
 /// The version of the scheduling rules. Every run records the version it was accepted under
 /// ([`Decision::RunAccepted`]); `workforce replay` re-decides only runs of this version and
 /// checks older ones by what was recorded.
-pub const SEMANTICS_VERSION: u32 = 1;
+///
+/// - 1: the first rules.
+/// - 2: a cancel stops the attempts it cancels (`StopAttempt` before each running task's
+///   `TaskCanceled`). A run of rules 1 is still canceled by rules 1.
+pub const SEMANTICS_VERSION: u32 = 2;
 
 /// Everything the scheduler reacts to. Recorded in the event log before its decisions act.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,8 +48,16 @@ pub enum Input {
         worker: WorkerId,
         reason: WorkerLeftReason,
     },
-    /// An operator asked to cancel a run.
-    CancelRequested { run: RunId },
+    /// An operator asked to cancel a run, or only `task` of it (and, by the trigger rules,
+    /// what waits for it), with an optional note. `task` and `note` are absent from logs
+    /// written before they existed.
+    CancelRequested {
+        run: RunId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// A dispatched attempt ran past its timeout (plus the coordinator's grace) with no result.
     AttemptTimedOut {
         run: RunId,
@@ -192,6 +204,15 @@ pub enum Rejection {
     RunFinished {
         run: RunId,
     },
+    UnknownTask {
+        run: RunId,
+        task: TaskId,
+    },
+    /// The task has its outcome already.
+    TaskFinished {
+        run: RunId,
+        task: TaskId,
+    },
 }
 
 /// Why an attempt failed.
@@ -244,6 +265,8 @@ pub enum CancelReason {
     UpstreamFailed { task: TaskId },
     /// An operator canceled the run.
     RunCanceled,
+    /// An operator canceled this task, with a note.
+    OperatorCanceled { note: Option<String> },
 }
 
 /// Why a task was skipped.
@@ -334,6 +357,10 @@ impl fmt::Display for Rejection {
             Rejection::RunExists { run } => write!(f, "run {run} already exists"),
             Rejection::UnknownRun { run } => write!(f, "no run {run}"),
             Rejection::RunFinished { run } => write!(f, "run {run} has already finished"),
+            Rejection::UnknownTask { run, task } => write!(f, "run {run} has no task {task}"),
+            Rejection::TaskFinished { run, task } => {
+                write!(f, "task {task} of run {run} has already finished")
+            }
         }
     }
 }
@@ -343,6 +370,10 @@ impl fmt::Display for CancelReason {
         match self {
             CancelReason::UpstreamFailed { task } => write!(f, "upstream task {task} failed"),
             CancelReason::RunCanceled => write!(f, "run canceled by operator"),
+            CancelReason::OperatorCanceled { note: None } => write!(f, "canceled by operator"),
+            CancelReason::OperatorCanceled { note: Some(note) } => {
+                write!(f, "canceled by operator: {note}")
+            }
         }
     }
 }

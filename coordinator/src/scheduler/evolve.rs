@@ -8,7 +8,7 @@
 
 use workforce_shared::{Attempt, Outcome, RunId, TaskId};
 
-use super::events::{Decision, Input, SEMANTICS_VERSION};
+use super::events::{Decision, Input, RunOutcome, SEMANTICS_VERSION};
 use super::run::{Phase, RunState};
 use super::{Scheduler, WorkerInfo};
 
@@ -314,6 +314,11 @@ impl Scheduler {
                         decision: kind,
                         run: run.clone(),
                     })?;
+                if let (RunOutcome::Canceled, Input::CancelRequested { note, .. }) =
+                    (outcome, input)
+                {
+                    state.cancel_note.clone_from(note);
+                }
                 state.outcome = Some(outcome.clone());
             }
             Decision::InputRejected { .. }

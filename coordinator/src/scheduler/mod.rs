@@ -50,7 +50,7 @@ pub use events::{
 };
 pub use evolve::RestoreError;
 pub use step::{Effect, Fate, Step, Timer};
-pub use view::{RunStatus, RunSummary, RunView, TaskStatus, TaskView, WorkerView};
+pub use view::{RunStatus, RunSummary, RunView, StopReason, TaskStatus, TaskView, WorkerView};
 
 /// Sort key of a ready task: higher priority, then earlier run, then plan order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -102,7 +102,9 @@ impl Scheduler {
             Input::RetryDue { run, task, attempt } => {
                 self.retry_due(&input, run, task, *attempt, &mut out)
             }
-            Input::CancelRequested { run } => self.cancel(&input, run, &mut out),
+            Input::CancelRequested { run, task, .. } => {
+                self.cancel(&input, run, task.as_ref(), &mut out)
+            }
             Input::AttemptTimedOut { run, task, attempt } => {
                 if let Some((index, timeout_ms)) = self.running_task(run, task, *attempt) {
                     self.emit(
@@ -347,45 +349,90 @@ impl Scheduler {
         }
     }
 
-    fn cancel(&mut self, input: &Input, run: &RunId, out: &mut Out) {
+    /// An operator's cancel: of the whole run, or of one task (and, by the trigger rules, what
+    /// waits for it). Under rules 2 and later, each canceled attempt still running is told to
+    /// stop first.
+    fn cancel(&mut self, input: &Input, run: &RunId, task: Option<&TaskId>, out: &mut Out) {
         let rejection = match self.runs.get(run) {
             None => Some(Rejection::UnknownRun { run: run.clone() }),
             Some(state) if state.outcome.is_some() => {
                 Some(Rejection::RunFinished { run: run.clone() })
             }
-            Some(_) => None,
+            Some(state) => task.and_then(|task| match state.index_of(task) {
+                None => Some(Rejection::UnknownTask {
+                    run: run.clone(),
+                    task: task.clone(),
+                }),
+                Some(index) if state.tasks[index].phase.is_terminal() => {
+                    Some(Rejection::TaskFinished {
+                        run: run.clone(),
+                        task: task.clone(),
+                    })
+                }
+                Some(_) => None,
+            }),
         };
         if let Some(rejection) = rejection {
             out.fate = Fate::Rejected(rejection.clone());
             self.emit(input, Decision::InputRejected { rejection }, out);
             return;
         }
-        let unfinished: Vec<TaskId> = self
-            .runs
-            .get(run)
-            .map(|state| {
-                state
-                    .tasks
-                    .iter()
-                    .zip(&state.plan.tasks)
-                    .filter(|(t, _)| !t.phase.is_terminal())
-                    .map(|(_, spec)| spec.id.clone())
-                    .collect()
+        let Some(state) = self.runs.get(run) else {
+            return;
+        };
+        let stops = state.semantics >= 2;
+        let chosen: Vec<usize> = match task.and_then(|t| state.index_of(t)) {
+            Some(index) => vec![index],
+            None => (0..state.tasks.len())
+                .filter(|&i| !state.tasks[i].phase.is_terminal())
+                .collect(),
+        };
+        let note = match input {
+            Input::CancelRequested { note, .. } => note.clone(),
+            _ => None,
+        };
+        let canceled: Vec<(TaskId, Option<Attempt>)> = chosen
+            .iter()
+            .map(|&i| {
+                let running = match state.tasks[i].phase {
+                    Phase::Running { attempt } if stops => Some(attempt),
+                    _ => None,
+                };
+                (state.plan.tasks[i].id.clone(), running)
             })
-            .unwrap_or_default();
-        for task in unfinished {
+            .collect();
+        for (id, running) in canceled {
+            if let Some(attempt) = running {
+                let stop = Decision::StopAttempt {
+                    run: run.clone(),
+                    task: id.clone(),
+                    attempt,
+                };
+                self.emit(input, stop, out);
+            }
+            let reason = match task {
+                Some(_) => CancelReason::OperatorCanceled { note: note.clone() },
+                None => CancelReason::RunCanceled,
+            };
             let decision = Decision::TaskCanceled {
                 run: run.clone(),
-                task,
-                reason: CancelReason::RunCanceled,
+                task: id,
+                reason,
             };
             self.emit(input, decision, out);
         }
-        let finished = Decision::RunFinished {
-            run: run.clone(),
-            outcome: RunOutcome::Canceled,
-        };
-        self.emit(input, finished, out);
+        if task.is_none() {
+            let finished = Decision::RunFinished {
+                run: run.clone(),
+                outcome: RunOutcome::Canceled,
+            };
+            self.emit(input, finished, out);
+            return;
+        }
+        let mut settle = Settle::default();
+        settle.ended.extend(chosen.into_iter().map(|i| (i, None)));
+        self.settle(input, run, settle, out);
+        self.finish_if_done(input, run, out);
     }
 
     fn finish_if_done(&mut self, input: &Input, run: &RunId, out: &mut Out) {

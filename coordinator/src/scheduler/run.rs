@@ -143,6 +143,8 @@ pub(super) struct RunState {
     /// Dead-lettered tasks, in the order they were.
     pub(super) dead_letters: Vec<usize>,
     pub(super) outcome: Option<RunOutcome>,
+    /// The operator's note, once the run was canceled with one.
+    pub(super) cancel_note: Option<String>,
 }
 
 impl RunState {
@@ -164,6 +166,7 @@ impl RunState {
             children: Vec::new(),
             dead_letters: Vec::new(),
             outcome: None,
+            cancel_note: None,
         };
         let added = state.add_tasks(std::mem::take(&mut tasks), None);
         debug_assert_eq!(added.len(), state.tasks.len());
@@ -370,17 +373,27 @@ impl RunState {
             .collect()
     }
 
-    /// Why the run ends failed, once every task has ended: the earliest dead letter among the
-    /// causes of the leaves (tasks nothing waits for) that did not end completed or skipped.
-    /// `None`: every leaf completed or was skipped, and the run succeeded.
+    /// Why the run ends failed, once every task has ended: among the causes of the leaves
+    /// (tasks nothing waits for) that did not end completed or skipped, the earliest dead
+    /// letter, else the first task an operator canceled. `None`: every leaf completed or was
+    /// skipped, and the run succeeded.
     pub(super) fn failure(&self) -> Option<TaskId> {
+        let rank = |task: usize| {
+            self.dead_letters
+                .iter()
+                .position(|&d| d == task)
+                .unwrap_or(usize::MAX)
+        };
         let mut cause: Option<usize> = None;
         for (leaf, state) in self.tasks.iter().enumerate() {
             if !self.watchers[leaf].is_empty() {
                 continue;
             }
             let root = match &state.phase {
-                Phase::Failed => leaf,
+                Phase::Failed
+                | Phase::Canceled {
+                    reason: CancelReason::OperatorCanceled { .. },
+                } => leaf,
                 Phase::Canceled {
                     reason: CancelReason::UpstreamFailed { task },
                 } => match self.index_of(task) {
@@ -389,9 +402,7 @@ impl RunState {
                 },
                 _ => continue,
             };
-            let rank = self.dead_letters.iter().position(|&d| d == root);
-            let best = cause.and_then(|c| self.dead_letters.iter().position(|&d| d == c));
-            if cause.is_none() || rank < best {
+            if cause.is_none_or(|c| rank(root) < rank(c)) {
                 cause = Some(root);
             }
         }

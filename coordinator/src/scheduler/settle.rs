@@ -49,8 +49,8 @@ impl Settle {
     }
 }
 
-/// The dead-lettered task behind `task`'s failed upstream: the first failed or canceled
-/// task it waits for, followed back to the dead letter that caused it.
+/// The task behind `task`'s failed upstream: the first failed or canceled task it waits for,
+/// followed back to the dead letter (or the operator's cancel) that caused it.
 fn root_failure(
     state: &RunState,
     fates: &BTreeMap<usize, Judgement>,
@@ -61,7 +61,10 @@ fn root_failure(
             return Some(root.clone());
         }
         match &state.tasks[u].phase {
-            Phase::Failed => Some(state.plan.tasks[u].id.clone()),
+            Phase::Failed
+            | Phase::Canceled {
+                reason: CancelReason::OperatorCanceled { .. },
+            } => Some(state.plan.tasks[u].id.clone()),
             Phase::Canceled {
                 reason: CancelReason::UpstreamFailed { task },
             } => Some(task.clone()),

@@ -416,8 +416,25 @@ fn cancel_finishes_the_run_and_frees_capacity() {
     let mut s = Scheduler::default();
     join(&mut s, "w1", &["c"], 1);
     submit(&mut s, DIAMOND);
-    let d = s.apply(&Input::CancelRequested { run: run() });
-    assert_eq!(d.len(), 5, "four tasks canceled, then the run: {d:?}");
+    let d = s.apply(&Input::CancelRequested {
+        run: run(),
+        task: None,
+        note: None,
+    });
+    // Rules 2: the running attempt is told to stop before its task is canceled.
+    assert_eq!(
+        d[0],
+        Decision::StopAttempt {
+            run: run(),
+            task: id("a"),
+            attempt: Attempt(1)
+        }
+    );
+    assert_eq!(
+        d.len(),
+        6,
+        "a stop, four tasks canceled, then the run: {d:?}"
+    );
     assert_eq!(
         d.last(),
         Some(&Decision::RunFinished {
@@ -439,7 +456,12 @@ fn cancel_finishes_the_run_and_frees_capacity() {
     });
     assert_eq!(dispatched(&d), ["a"]);
     assert!(matches!(
-        s.apply(&Input::CancelRequested { run: run() }).as_slice(),
+        s.apply(&Input::CancelRequested {
+            run: run(),
+            task: None,
+            note: None
+        })
+        .as_slice(),
         [Decision::InputRejected { .. }]
     ));
 }
@@ -644,11 +666,21 @@ fn fates_tell_the_sender_what_became_of_its_input() {
     );
     assert_eq!(s.step(ok("t", 1)).fate, Fate::Applied);
     assert_eq!(
-        s.step(Input::CancelRequested { run: run() }).fate,
+        s.step(Input::CancelRequested {
+            run: run(),
+            task: None,
+            note: None
+        })
+        .fate,
         Fate::Rejected(Rejection::RunFinished { run: run() })
     );
     assert_eq!(
-        s.step(Input::CancelRequested { run: id("nope") }).fate,
+        s.step(Input::CancelRequested {
+            run: id("nope"),
+            task: None,
+            note: None
+        })
+        .fate,
         Fate::Rejected(Rejection::UnknownRun { run: id("nope") })
     );
 }
@@ -715,7 +747,11 @@ fn restoring_recorded_decisions_rebuilds_the_same_state() {
             task: id("a"),
             attempt: Attempt(2),
         },
-        Input::CancelRequested { run: id("r2") },
+        Input::CancelRequested {
+            run: id("r2"),
+            task: None,
+            note: None,
+        },
     ]);
     let (mut live, mut restored) = step_and_restore(&inputs);
     // The whole state: runs, ready sets, in-flight counts, workers (Debug of ordered maps).
@@ -771,7 +807,11 @@ fn every_variant_has_its_own_kind_named_as_the_log_tags_it() {
         let distinct: std::collections::BTreeSet<_> = kinds.iter().collect();
         assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
     }
-    let input = Input::CancelRequested { run: run() };
+    let input = Input::CancelRequested {
+        run: run(),
+        task: None,
+        note: None,
+    };
     let tagged = serde_json::to_value(&input).expect("json");
     assert_eq!(tagged["input"], json!(input.kind()));
     let decision = Decision::TaskReady {

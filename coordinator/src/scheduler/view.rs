@@ -89,6 +89,14 @@ pub struct TaskView {
     pub output: Option<serde_json::Value>,
 }
 
+/// Why a run was stopped before it could finish by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StopReason {
+    /// An operator canceled it, with an optional note.
+    Canceled { note: Option<String> },
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunView {
     pub run: RunId,
@@ -98,6 +106,9 @@ pub struct RunView {
     pub semantics: u32,
     pub status: RunStatus,
     pub reason: Option<String>,
+    /// Why it was stopped, when it was: absent for a run that ended by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
     pub tasks: Vec<TaskView>,
 }
 
@@ -128,6 +139,12 @@ fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
         Some(RunOutcome::Succeeded) => (RunStatus::Succeeded, None),
         Some(RunOutcome::Failed { task }) => {
             let reason = match state.index_of(task) {
+                Some(index) if matches!(state.tasks[index].phase, Phase::Canceled { .. }) => {
+                    match &state.tasks[index].phase {
+                        Phase::Canceled { reason } => format!("task {task} {reason}"),
+                        _ => format!("task {task} canceled"),
+                    }
+                }
                 Some(index) => {
                     let failures = &state.tasks[index].failures;
                     let last = failures.last().map(|(_, cause)| cause.to_string());
@@ -141,7 +158,13 @@ fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
             };
             (RunStatus::Failed, Some(reason))
         }
-        Some(RunOutcome::Canceled) => (RunStatus::Canceled, Some("canceled by operator".into())),
+        Some(RunOutcome::Canceled) => {
+            let reason = match &state.cancel_note {
+                Some(note) => format!("canceled by operator: {note}"),
+                None => "canceled by operator".to_owned(),
+            };
+            (RunStatus::Canceled, Some(reason))
+        }
     }
 }
 
@@ -211,12 +234,19 @@ impl Scheduler {
             })
             .collect();
         let (status, reason) = run_status(state);
+        let stop_reason = match state.outcome {
+            Some(RunOutcome::Canceled) => Some(StopReason::Canceled {
+                note: state.cancel_note.clone(),
+            }),
+            _ => None,
+        };
         Some(RunView {
             run: state.id.clone(),
             name: state.plan.name.clone(),
             semantics: state.semantics,
             status,
             reason,
+            stop_reason,
             tasks,
         })
     }

@@ -48,18 +48,22 @@ impl Coordinator {
                 };
                 answer(batch, result);
             }
-            Request::Cancel { run } => {
+            Request::Cancel { run, task, note } => {
                 // An unknown run is answered, not recorded.
                 if !self.scheduler.has_run(&run) {
                     return answer(batch, Err(not_found(&run)));
                 }
-                let result =
-                    match self.step(Input::CancelRequested { run: run.clone() }, at_ms, batch) {
-                        Fate::Rejected(r) => {
-                            Err(ApiError::new(ApiErrorKind::BadRequest, r.to_string()))
-                        }
-                        Fate::Applied | Fate::Ignored(_) => Ok(Reply::CancelRequested { run }),
-                    };
+                let input = Input::CancelRequested {
+                    run: run.clone(),
+                    task,
+                    note,
+                };
+                let result = match self.step(input, at_ms, batch) {
+                    Fate::Rejected(r) => {
+                        Err(ApiError::new(ApiErrorKind::BadRequest, r.to_string()))
+                    }
+                    Fate::Applied | Fate::Ignored(_) => Ok(Reply::CancelRequested { run }),
+                };
                 answer(batch, result);
             }
             query @ (Request::Status { .. } | Request::Runs | Request::Workers) => {
@@ -198,6 +202,7 @@ mod tests {
                 semantics: 1,
                 status: RunStatus::Succeeded,
                 reason: None,
+                stop_reason: None,
                 tasks: vec![task],
             },
         }))

@@ -79,6 +79,9 @@ pub struct FaultCounts {
     pub coordinator_restarts: u64,
     pub duplicate_results: u64,
     pub unpublishable: u64,
+    /// Operator cancels of one task, and of the whole run.
+    pub tasks_canceled: u64,
+    pub runs_canceled: u64,
 }
 
 impl FaultCounts {
@@ -90,6 +93,8 @@ impl FaultCounts {
             + self.coordinator_restarts
             + self.duplicate_results
             + self.unpublishable
+            + self.tasks_canceled
+            + self.runs_canceled
     }
 
     fn add(&mut self, other: &FaultCounts) {
@@ -100,6 +105,8 @@ impl FaultCounts {
         self.coordinator_restarts += other.coordinator_restarts;
         self.duplicate_results += other.duplicate_results;
         self.unpublishable += other.unpublishable;
+        self.tasks_canceled += other.tasks_canceled;
+        self.runs_canceled += other.runs_canceled;
     }
 }
 
@@ -107,14 +114,16 @@ impl fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}",
+            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}, tasks canceled {}, runs canceled {}",
             self.timeouts,
             self.permanent_failures,
             self.workers_left,
             self.workers_joined,
             self.coordinator_restarts,
             self.duplicate_results,
-            self.unpublishable
+            self.unpublishable,
+            self.tasks_canceled,
+            self.runs_canceled
         )
     }
 }

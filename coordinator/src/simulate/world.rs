@@ -35,6 +35,10 @@ const P_BRANCH: f64 = 0.15;
 const P_WORKER_LEAVES: f64 = 0.01;
 const P_WORKER_JOINS: f64 = 0.005;
 const P_RESTART: f64 = 0.01;
+/// An operator cancels one unfinished task (and, by the trigger rules, what waits for it), or
+/// the whole run.
+const P_CANCEL_TASK: f64 = 0.002;
+const P_CANCEL_RUN: f64 = 0.0005;
 /// Per step: the coordinator dies after the commit, before the step's effects.
 const P_CRASH_AFTER_COMMIT: f64 = 0.005;
 /// Happenings before a simulation is declared stuck.
@@ -570,6 +574,36 @@ impl World<'_> {
             // Between steps: every effect so far was carried out.
             let done = self.recorder.last_seq();
             self.restart(done)?;
+        }
+        if self.rng.unit() < P_CANCEL_TASK {
+            let unfinished: Vec<TaskId> = self
+                .scheduler
+                .run_view(&self.run)
+                .map(|view| {
+                    view.tasks
+                        .into_iter()
+                        .filter(|t| !t.status.is_terminal())
+                        .map(|t| t.task)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !unfinished.is_empty() {
+                let task = unfinished[self.rng.below(unfinished.len() as u64) as usize].clone();
+                self.faults.tasks_canceled += 1;
+                self.inputs.push_back(Input::CancelRequested {
+                    run: self.run.clone(),
+                    task: Some(task),
+                    note: Some("simulated operator".into()),
+                });
+            }
+        }
+        if self.rng.unit() < P_CANCEL_RUN && self.finished_at.is_none() {
+            self.faults.runs_canceled += 1;
+            self.inputs.push_back(Input::CancelRequested {
+                run: self.run.clone(),
+                task: None,
+                note: None,
+            });
         }
         Ok(())
     }

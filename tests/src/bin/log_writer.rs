@@ -88,7 +88,11 @@ impl Writer {
         if roll < 3
             && let Some(run) = self.rng.pick(&active)
         {
-            return Ok(Input::CancelRequested { run: run.clone() });
+            return Ok(Input::CancelRequested {
+                run: run.clone(),
+                task: None,
+                note: None,
+            });
         }
         if roll < 4 {
             return Ok(Input::WorkerLeft {

@@ -15,29 +15,32 @@ use clap::{Args, Parser, Subcommand};
 use workforce_coordinator::{ApiClient, ClientError};
 use workforce_shared::runtime::NatsServers;
 use workforce_shared::runtime::servers::DEFAULT_SERVER;
-use workforce_shared::{ParamValues, Prefix, RunId, Subjects};
+use workforce_shared::{ParamValues, Prefix, RunId, Subjects, TaskId};
 
 /// The process's exit codes, as `--help` documents them.
 mod exit {
     pub const SUCCESS: i32 = 0;
-    /// The run failed or was canceled; the plan is invalid; replay diverged.
+    /// The run failed; the plan is invalid; replay diverged.
     pub const RUN_FAILED: u8 = 1;
     /// Bad usage (clap's own code) or any other error.
     pub const ERROR: u8 = 2;
     pub const ERROR_CODE: i32 = ERROR as i32;
     /// No coordinator answered: the outcome of what was asked is unknown.
     pub const NO_COORDINATOR: u8 = 3;
+    /// The run was canceled by an operator.
+    pub const RUN_CANCELED: u8 = 4;
 }
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success; for `submit --wait` and `watch`, the run succeeded
-  1  the run failed or was canceled (`submit --wait`, `watch`), the plan is invalid
-     (`validate`), the log diverged or broke an invariant (`replay`), or a seed broke an
-     invariant (`simulate --seeds`)
+  1  the run failed (`submit --wait`, `watch`), the plan is invalid (`validate`), the log
+     diverged or broke an invariant (`replay`), or a seed broke an invariant
+     (`simulate --seeds`)
   2  bad usage, or another error (an unreadable file, a plan the coordinator refused)
   3  no coordinator answered (within --timeout, or for --reconnect-for while following a
-     run): the run's outcome is unknown, it may still be running";
+     run): the run's outcome is unknown, it may still be running
+  4  the run was canceled by an operator (`submit --wait`, `watch`)";
 
 /// Operate Workforce: validate and submit plans, follow runs, list workers, and replay or
 /// simulate event logs. `validate`, `replay` and `simulate` work without NATS; the others ask
@@ -145,7 +148,7 @@ enum Command {
     /// Submit a plan with values for its parameters; prints the run id
     Submit {
         plan: PathBuf,
-        /// Follow the run to its end; exit 0 if it succeeds, 1 if it fails
+        /// Follow the run to its end; exit 0 if it succeeds, 1 if it fails, 4 if it was canceled
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
@@ -163,7 +166,7 @@ enum Command {
         coordinator: Coordinator,
     },
     /// Follow a run live, with a progress bar per task, until it ends; exit 0 if it succeeds,
-    /// 1 if it fails
+    /// 1 if it fails, 4 if it was canceled
     Watch {
         run: RunId,
         #[command(flatten)]
@@ -181,9 +184,17 @@ enum Command {
         #[command(flatten)]
         coordinator: Coordinator,
     },
-    /// Cancel a run: tasks not yet finished are canceled
+    /// Cancel a run: its unfinished tasks are canceled and their running attempts told to stop
+    /// (the worker sends SIGTERM to a command's process group, SIGKILL after its --stop-grace).
+    /// With --task, cancel only that task; what waits for it goes by its trigger rule
     Cancel {
         run: RunId,
+        /// Cancel only this task of the run
+        #[arg(long)]
+        task: Option<TaskId>,
+        /// A note recorded with the cancel and shown with the canceled run or task
+        #[arg(long, visible_alias = "reason", value_name = "TEXT")]
+        note: Option<String>,
         #[command(flatten)]
         coordinator: Coordinator,
     },
@@ -324,8 +335,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workers { coordinator } => {
             online::workers(&coordinator.connect().await?, json).await
         }
-        Command::Cancel { run, coordinator } => {
-            online::cancel(&coordinator.connect().await?, &run, json).await
+        Command::Cancel {
+            run,
+            task,
+            note,
+            coordinator,
+        } => {
+            let api = coordinator.connect().await?;
+            online::cancel(&api, &run, task.as_ref(), note.as_deref(), json).await
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use workforce_coordinator::ApiClient;
-use workforce_shared::{ParamValues, Plan, PlanFormat, PlanLimits, RunId};
+use workforce_shared::{ParamValues, Plan, PlanFormat, PlanLimits, RunId, TaskId};
 
 use crate::out::outln;
 use crate::{render, watch};
@@ -101,12 +101,24 @@ pub async fn workers(api: &ApiClient, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn cancel(api: &ApiClient, run: &RunId, json: bool) -> anyhow::Result<ExitCode> {
-    api.cancel(run).await?;
+pub async fn cancel(
+    api: &ApiClient,
+    run: &RunId,
+    task: Option<&TaskId>,
+    note: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    api.cancel(run, task, note).await?;
     if json {
-        outln!("{}", json!({ "run": run, "cancel_requested": true }))?;
+        outln!(
+            "{}",
+            json!({ "run": run, "task": task, "note": note, "cancel_requested": true })
+        )?;
     } else {
-        outln!("run {run} canceled")?;
+        match task {
+            Some(task) => outln!("task {task} of run {run} canceled")?,
+            None => outln!("run {run} canceled")?,
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

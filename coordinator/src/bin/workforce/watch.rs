@@ -173,8 +173,8 @@ impl Bars {
     }
 }
 
-/// Follows `run` to its end. Exits 0 only if it succeeded, 1 if it failed or was canceled; a
-/// coordinator silent for `reconnect_for` ends it with [`LostContact`].
+/// Follows `run` to its end. Exits 0 only if it succeeded, 1 if it failed, 4 if it was
+/// canceled; a coordinator silent for `reconnect_for` ends it with [`LostContact`].
 pub async fn watch(
     api: &ApiClient,
     run: &RunId,
@@ -236,7 +236,8 @@ pub async fn watch(
     }
     Ok(match view.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
-        RunStatus::Failed | RunStatus::Canceled => ExitCode::from(exit::RUN_FAILED),
+        RunStatus::Failed => ExitCode::from(exit::RUN_FAILED),
+        RunStatus::Canceled => ExitCode::from(exit::RUN_CANCELED),
         // The loop ends only once the run has.
         RunStatus::Running => ExitCode::from(exit::ERROR),
     })

@@ -455,3 +455,148 @@ fn a_spawned_task_can_need_its_siblings_and_finished_tasks() {
     assert_eq!(dispatched(&d), ["x"]);
     assert_eq!(dispatched(&s.apply(&ok("x", 1))), ["y"]);
 }
+
+fn cancel(task: Option<&str>, note: Option<&str>) -> Input {
+    Input::CancelRequested {
+        run: run(),
+        task: task.map(id),
+        note: note.map(str::to_owned),
+    }
+}
+
+#[test]
+fn canceling_one_task_stops_it_and_what_waits_for_it_goes_by_its_rule() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 100);
+    submit(
+        &mut s,
+        "[[tasks]]\nid = \"a\"\ncapability = \"c\"\n\
+         [[tasks]]\nid = \"b\"\ncapability = \"c\"\nneeds = [\"a\"]\n\
+         [[tasks]]\nid = \"c\"\ncapability = \"c\"\nneeds = [\"a\"]\ntrigger = \"all_done\"\n",
+    );
+    let d = s.apply(&cancel(Some("a"), Some("wrong input")));
+    assert_eq!(
+        d[..2],
+        [
+            Decision::StopAttempt {
+                run: run(),
+                task: id("a"),
+                attempt: Attempt(1)
+            },
+            Decision::TaskCanceled {
+                run: run(),
+                task: id("a"),
+                reason: CancelReason::OperatorCanceled {
+                    note: Some("wrong input".into())
+                }
+            }
+        ]
+    );
+    assert_eq!(
+        task_view(&s, "a").detail.as_deref(),
+        Some("canceled by operator: wrong input")
+    );
+    assert_eq!(
+        status(&s, "b"),
+        TaskStatus::Canceled,
+        "all_success: upstream failed"
+    );
+    assert_eq!(dispatched(&d), ["c"], "all_done runs past it");
+    let errors = s
+        .assignment(&run(), &id("c"), Attempt(1))
+        .expect("assignment")
+        .upstream_errors;
+    assert_eq!(errors[&id::<TaskId>("a")].status, UpstreamStatus::Canceled);
+    // A late result of the stopped attempt changes nothing; the run ends by its leaves.
+    assert!(matches!(
+        s.apply(&ok("a", 1)).as_slice(),
+        [Decision::ResultIgnored { .. }]
+    ));
+    let d = s.apply(&ok("c", 1));
+    assert_eq!(outcome(&d), Some(RunOutcome::Failed { task: id("a") }));
+    let view = s.run_view(&run()).expect("run");
+    assert_eq!(
+        view.reason.as_deref(),
+        Some("task a canceled by operator: wrong input")
+    );
+}
+
+#[test]
+fn a_cancel_of_a_task_that_is_not_there_or_has_ended_is_refused() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 100);
+    submit(&mut s, RULES);
+    s.apply(&ok("a", 1));
+    let fates = [
+        s.step(cancel(Some("nowhere"), None)).fate,
+        s.step(cancel(Some("a"), None)).fate,
+    ];
+    assert_eq!(
+        fates,
+        [
+            Fate::Rejected(Rejection::UnknownTask {
+                run: run(),
+                task: id("nowhere")
+            }),
+            Fate::Rejected(Rejection::TaskFinished {
+                run: run(),
+                task: id("a")
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_canceled_run_keeps_the_operators_note() {
+    let mut s = lead_cluster();
+    submit(&mut s, LEAD);
+    s.apply(&cancel(None, Some("wrong goal")));
+    let view = s.run_view(&run()).expect("run");
+    assert_eq!(view.status, RunStatus::Canceled);
+    assert_eq!(
+        view.reason.as_deref(),
+        Some("canceled by operator: wrong goal")
+    );
+    assert_eq!(
+        view.stop_reason,
+        Some(StopReason::Canceled {
+            note: Some("wrong goal".into())
+        })
+    );
+}
+
+#[test]
+fn a_run_of_rules_1_is_canceled_by_rules_1_without_stops() {
+    // A run restored as rules 1 recorded it: accepted, its first task dispatched.
+    let mut s = lead_cluster();
+    let submitted = Input::RunSubmitted {
+        run: run(),
+        plan: plan(LEAD),
+    };
+    let recorded = [
+        Decision::RunAccepted {
+            run: run(),
+            tasks: 2,
+            semantics: 1,
+        },
+        Decision::TaskReady {
+            run: run(),
+            task: id("lead"),
+            attempt: Attempt::FIRST,
+        },
+        Decision::Dispatch {
+            run: run(),
+            task: id("lead"),
+            attempt: Attempt::FIRST,
+            capability: id("lead"),
+            timeout_ms: 600_000,
+        },
+    ];
+    s.restore(&submitted, &recorded).expect("restore");
+    let d = s.apply(&cancel(None, None));
+    assert!(
+        !d.iter().any(|d| matches!(d, Decision::StopAttempt { .. })),
+        "{d:?}"
+    );
+    assert_eq!(d.len(), 3, "two tasks canceled, then the run: {d:?}");
+}
