@@ -11,7 +11,7 @@ use workforce_shared::{
     decode, encode,
 };
 
-use crate::scheduler::{RunSummary, RunView, WorkerView};
+use crate::scheduler::{PauseScope, RunSummary, RunView, WorkerView};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -39,6 +39,14 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// Stop dispatching a run's tasks, or a capability's for every run.
+    Pause {
+        scope: PauseScope,
+    },
+    /// Dispatch again what a pause held.
+    Resume {
+        scope: PauseScope,
+    },
 }
 
 impl Request {
@@ -49,6 +57,8 @@ impl Request {
             Request::Runs => ApiVerb::Runs,
             Request::Workers => ApiVerb::Workers,
             Request::Cancel { .. } => ApiVerb::Cancel,
+            Request::Pause { .. } => ApiVerb::Pause,
+            Request::Resume { .. } => ApiVerb::Resume,
         }
     }
 }
@@ -61,6 +71,8 @@ pub enum Reply {
     Runs { runs: Vec<RunSummary> },
     Workers { workers: Vec<WorkerView> },
     CancelRequested { run: RunId },
+    Paused { scope: PauseScope },
+    Resumed { scope: PauseScope },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +294,20 @@ impl ApiClient {
             other => Err(unexpected("cancel", &other)),
         }
     }
+
+    /// Pauses (`pause`) or resumes dispatch of `scope`.
+    pub async fn pause(&self, scope: PauseScope, pause: bool) -> Result<(), ClientError> {
+        let request = if pause {
+            Request::Pause { scope }
+        } else {
+            Request::Resume { scope }
+        };
+        match self.call(request).await? {
+            Reply::Paused { .. } if pause => Ok(()),
+            Reply::Resumed { .. } if !pause => Ok(()),
+            other => Err(unexpected(if pause { "pause" } else { "resume" }, &other)),
+        }
+    }
 }
 
 fn unexpected(verb: &'static str, reply: &Reply) -> ClientError {
@@ -291,6 +317,8 @@ fn unexpected(verb: &'static str, reply: &Reply) -> ClientError {
         Reply::Runs { .. } => "runs",
         Reply::Workers { .. } => "workers",
         Reply::CancelRequested { .. } => "cancel",
+        Reply::Paused { .. } => "pause",
+        Reply::Resumed { .. } => "resume",
     };
     ClientError::UnexpectedReply {
         verb,

@@ -11,7 +11,9 @@
 //! - **decisions follow the trigger rules**: a task is made ready, skipped for its rule, or
 //!   canceled for a failed upstream only when its rule says so of its whole upstream (the
 //!   tasks it needs and everything they spawned, as recorded), and a branch skips only tasks
-//!   that need the task that branched.
+//!   that need the task that branched;
+//! - **nothing paused is dispatched**: no `Dispatch` of a run, or of a capability, between its
+//!   `Paused` and its `Resumed`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,7 +24,7 @@ use workforce_shared::{
 };
 
 use crate::log::{Entry, Event};
-use crate::scheduler::{CancelReason, Decision, Input, SkipReason};
+use crate::scheduler::{CancelReason, Decision, Input, PauseScope, SkipReason};
 
 /// Which invariant a log broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,7 @@ pub enum Invariant {
     Capacity,
     DispatchFollowsReadiness,
     TriggerRules,
+    PausesHold,
 }
 
 impl fmt::Display for Invariant {
@@ -40,6 +43,7 @@ impl fmt::Display for Invariant {
             Invariant::Capacity => "no dispatch at capacity",
             Invariant::DispatchFollowsReadiness => "dispatch follows readiness",
             Invariant::TriggerRules => "decisions follow the trigger rules",
+            Invariant::PausesHold => "nothing paused is dispatched",
         })
     }
 }
@@ -79,6 +83,8 @@ struct Ledger {
     workers: BTreeMap<WorkerId, (Vec<Capability>, u32)>,
     submitted: BTreeMap<RunId, Vec<TaskSpec>>,
     graphs: BTreeMap<RunId, Graph>,
+    /// What operators paused and have not resumed.
+    paused: BTreeSet<PauseScope>,
 }
 
 /// A run's graph as the log records it: what each task needs and its rule, what each spawned,
@@ -229,7 +235,9 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                 | Input::CancelRequested { .. }
                 | Input::AttemptTimedOut { .. }
                 | Input::PublishFailed { .. }
-                | Input::CoordinatorStarted { .. } => {}
+                | Input::CoordinatorStarted { .. }
+                | Input::PauseRequested { .. }
+                | Input::ResumeRequested { .. } => {}
             },
             Entry::Decision(decision) => {
                 if decided_task(decision).is_some() {
@@ -256,6 +264,21 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                         ..
                     } => {
                         checked.dispatches += 1;
+                        let held = [
+                            PauseScope::Run { run: run.clone() },
+                            PauseScope::Capability {
+                                capability: capability.clone(),
+                            },
+                        ];
+                        if let Some(scope) = held.iter().find(|s| ledger.paused.contains(*s)) {
+                            return Err(Violation {
+                                seq,
+                                invariant: Invariant::PausesHold,
+                                detail: format!(
+                                    "attempt {attempt} of task {task} (run {run}) is dispatched while {scope} is paused"
+                                ),
+                            });
+                        }
                         let key = (run.clone(), task.clone(), *attempt);
                         if !ledger.ready.contains(&key) || !ledger.dispatched.insert(key) {
                             return Err(Violation {
@@ -318,6 +341,12 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                                 });
                             }
                         }
+                    }
+                    Decision::Paused { scope } => {
+                        ledger.paused.insert(scope.clone());
+                    }
+                    Decision::Resumed { scope } => {
+                        ledger.paused.remove(scope);
                     }
                     Decision::InputRejected { .. }
                     | Decision::StopAttempt { .. }

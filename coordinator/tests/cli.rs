@@ -157,6 +157,7 @@ async fn answer(
         status,
         reason: None,
         stop_reason: None,
+        paused: false,
         tasks: Vec::new(),
     };
     let reply = ApiResponse::new(Ok(Reply::Status { view }));

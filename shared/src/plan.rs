@@ -162,6 +162,10 @@ pub struct Plan {
     /// what a run records; absent from logs written before parameters existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, ParamSpec>,
+    /// The run's priority: among ready tasks, a run of higher priority goes first, before any
+    /// task priority. Absent (0) from logs written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
     pub tasks: Vec<TaskSpec>,
     /// How far the run may grow by spawning.
     #[serde(default, skip_serializing_if = "Limits::is_default")]
@@ -175,6 +179,10 @@ pub struct Plan {
         skip_serializing_if = "is_default_max_input_bytes"
     )]
     pub max_input_bytes: usize,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 fn default_max_input_bytes() -> usize {
@@ -207,6 +215,7 @@ pub enum PlanError {
 #[serde(deny_unknown_fields)]
 struct PlanFile {
     name: Option<String>,
+    priority: Option<i32>,
     #[serde(default)]
     params: BTreeMap<String, ParamSpec>,
     #[serde(default)]
@@ -468,6 +477,7 @@ fn validate(
     Ok(Plan {
         name: file.name.unwrap_or_else(|| "unnamed".to_owned()),
         params: file.params,
+        priority: file.priority.unwrap_or(0),
         tasks,
         limits: run_limits,
         defaults,

@@ -93,15 +93,19 @@ pub enum ApiVerb {
     Runs,
     Workers,
     Cancel,
+    Pause,
+    Resume,
 }
 
 impl ApiVerb {
-    pub const ALL: [ApiVerb; 5] = [
+    pub const ALL: [ApiVerb; 7] = [
         ApiVerb::Submit,
         ApiVerb::Status,
         ApiVerb::Runs,
         ApiVerb::Workers,
         ApiVerb::Cancel,
+        ApiVerb::Pause,
+        ApiVerb::Resume,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +115,8 @@ impl ApiVerb {
             ApiVerb::Runs => "runs",
             ApiVerb::Workers => "workers",
             ApiVerb::Cancel => "cancel",
+            ApiVerb::Pause => "pause",
+            ApiVerb::Resume => "resume",
         }
     }
 }

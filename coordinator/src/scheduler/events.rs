@@ -74,6 +74,18 @@ pub enum Input {
     /// The coordinator (re)started on this log, deciding under `semantics`. Changes nothing;
     /// recorded so that the log shows every start and the rules in force after it.
     CoordinatorStarted { semantics: u32 },
+    /// An operator asked to stop dispatching a run's tasks, or a capability's for every run.
+    PauseRequested { scope: PauseScope },
+    /// An operator asked to dispatch again what a pause held.
+    ResumeRequested { scope: PauseScope },
+}
+
+/// What a pause holds: one run, or one capability for every run.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PauseScope {
+    Run { run: RunId },
+    Capability { capability: Capability },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +192,13 @@ pub enum Decision {
         run: RunId,
         outcome: RunOutcome,
     },
+    /// Nothing of `scope` is dispatched until it is resumed; what runs finishes.
+    Paused {
+        scope: PauseScope,
+    },
+    Resumed {
+        scope: PauseScope,
+    },
     /// A result that changes nothing: recorded so that the log explains every message.
     ResultIgnored {
         run: RunId,
@@ -212,6 +231,12 @@ pub enum Rejection {
     TaskFinished {
         run: RunId,
         task: TaskId,
+    },
+    AlreadyPaused {
+        scope: PauseScope,
+    },
+    NotPaused {
+        scope: PauseScope,
     },
 }
 
@@ -361,6 +386,8 @@ impl fmt::Display for Rejection {
             Rejection::TaskFinished { run, task } => {
                 write!(f, "task {task} of run {run} has already finished")
             }
+            Rejection::AlreadyPaused { scope } => write!(f, "{scope} is already paused"),
+            Rejection::NotPaused { scope } => write!(f, "{scope} is not paused"),
         }
     }
 }
@@ -374,6 +401,15 @@ impl fmt::Display for CancelReason {
             CancelReason::OperatorCanceled { note: Some(note) } => {
                 write!(f, "canceled by operator: {note}")
             }
+        }
+    }
+}
+
+impl fmt::Display for PauseScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PauseScope::Run { run } => write!(f, "run {run}"),
+            PauseScope::Capability { capability } => write!(f, "capability {capability}"),
         }
     }
 }
@@ -403,12 +439,14 @@ impl Input {
             Input::AttemptTimedOut { .. } => Self::KINDS[6],
             Input::PublishFailed { .. } => Self::KINDS[7],
             Input::CoordinatorStarted { .. } => Self::KINDS[8],
+            Input::PauseRequested { .. } => Self::KINDS[9],
+            Input::ResumeRequested { .. } => Self::KINDS[10],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 11] = [
         "run_submitted",
         "result_received",
         "retry_due",
@@ -418,6 +456,8 @@ impl Input {
         "attempt_timed_out",
         "publish_failed",
         "coordinator_started",
+        "pause_requested",
+        "resume_requested",
     ];
 }
 
@@ -439,12 +479,14 @@ impl Decision {
             Decision::ResultIgnored { .. } => Self::KINDS[11],
             Decision::TasksSpawned { .. } => Self::KINDS[12],
             Decision::TaskSkipped { .. } => Self::KINDS[13],
+            Decision::Paused { .. } => Self::KINDS[14],
+            Decision::Resumed { .. } => Self::KINDS[15],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 16] = [
         "run_accepted",
         "input_rejected",
         "task_ready",
@@ -459,6 +501,8 @@ impl Decision {
         "result_ignored",
         "tasks_spawned",
         "task_skipped",
+        "paused",
+        "resumed",
     ];
 
     /// The run the decision is about, if any.
@@ -477,6 +521,10 @@ impl Decision {
             | Decision::ResultIgnored { run, .. }
             | Decision::TasksSpawned { run, .. }
             | Decision::TaskSkipped { run, .. } => Some(run),
+            Decision::Paused { scope } | Decision::Resumed { scope } => match scope {
+                PauseScope::Run { run } => Some(run),
+                PauseScope::Capability { .. } => None,
+            },
             Decision::InputRejected { .. } => None,
         }
     }

@@ -8,7 +8,7 @@
 
 use workforce_shared::{Attempt, Outcome, RunId, TaskId};
 
-use super::events::{Decision, Input, RunOutcome, SEMANTICS_VERSION};
+use super::events::{Decision, Input, PauseScope, RunOutcome, SEMANTICS_VERSION};
 use super::run::{Phase, RunState};
 use super::{Scheduler, WorkerInfo};
 
@@ -86,7 +86,9 @@ impl Scheduler {
             | Input::CancelRequested { .. }
             | Input::AttemptTimedOut { .. }
             | Input::PublishFailed { .. }
-            | Input::CoordinatorStarted { .. } => {}
+            | Input::CoordinatorStarted { .. }
+            | Input::PauseRequested { .. }
+            | Input::ResumeRequested { .. } => {}
         }
     }
 
@@ -157,8 +159,9 @@ impl Scheduler {
                 state.tasks[index].phase = Phase::Running { attempt: *attempt };
                 state.tasks[index].started += 1;
                 let key = state.ready_key(index);
-                if let Some(set) = self.ready.get_mut(capability) {
-                    set.remove(&key);
+                if let Some(queue) = self.ready.get_mut(capability) {
+                    queue.remove(&key);
+                    queue.served(key.run_seq);
                 }
                 *self.in_flight.entry(capability.clone()).or_default() += 1;
             }
@@ -239,8 +242,8 @@ impl Scheduler {
                     Phase::Running { .. } => true,
                     Phase::Ready => {
                         let key = state.ready_key(index);
-                        if let Some(set) = self.ready.get_mut(&capability) {
-                            set.remove(&key);
+                        if let Some(queue) = self.ready.get_mut(&capability) {
+                            queue.remove(&key);
                         }
                         false
                     }
@@ -320,6 +323,33 @@ impl Scheduler {
                     state.cancel_note.clone_from(note);
                 }
                 state.outcome = Some(outcome.clone());
+            }
+            Decision::Paused { scope } | Decision::Resumed { scope } => {
+                let pause = matches!(decision, Decision::Paused { .. });
+                match scope {
+                    PauseScope::Run { run } => {
+                        let seq = self
+                            .runs
+                            .get(run)
+                            .ok_or_else(|| RestoreError::UnknownRun {
+                                decision: kind,
+                                run: run.clone(),
+                            })?
+                            .seq;
+                        if pause {
+                            self.paused_runs.insert(seq);
+                        } else {
+                            self.paused_runs.remove(&seq);
+                        }
+                    }
+                    PauseScope::Capability { capability } => {
+                        if pause {
+                            self.paused_capabilities.insert(capability.clone());
+                        } else {
+                            self.paused_capabilities.remove(capability);
+                        }
+                    }
+                }
             }
             Decision::InputRejected { .. }
             | Decision::StopAttempt { .. }

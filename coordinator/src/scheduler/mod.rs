@@ -26,6 +26,7 @@
 
 mod events;
 mod evolve;
+mod ready;
 mod run;
 mod settle;
 mod step;
@@ -34,31 +35,23 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use workforce_shared::{
     Attempt, Capability, Outcome, RunId, TaskId, TaskResult, TaskSpec, WorkerId, retry_delay_ms,
 };
 
+use ready::ReadyQueue;
 use run::{Ending, Phase, RunState};
 use settle::{Judgement, Settle};
 
 pub use events::{
-    COORDINATOR, CancelReason, Decision, FailureCause, IgnoreReason, Input, PublishFailure,
-    Rejection, RunOutcome, SEMANTICS_VERSION, SkipReason, WorkerLeftReason,
+    COORDINATOR, CancelReason, Decision, FailureCause, IgnoreReason, Input, PauseScope,
+    PublishFailure, Rejection, RunOutcome, SEMANTICS_VERSION, SkipReason, WorkerLeftReason,
 };
 pub use evolve::RestoreError;
 pub use step::{Effect, Fate, Step, Timer};
 pub use view::{RunStatus, RunSummary, RunView, StopReason, TaskStatus, TaskView, WorkerView};
-
-/// Sort key of a ready task: higher priority, then earlier run, then plan order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct ReadyKey {
-    priority: Reverse<i32>,
-    run_seq: u64,
-    task: usize,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct WorkerInfo {
@@ -75,7 +68,11 @@ pub struct Scheduler {
     workers: BTreeMap<WorkerId, WorkerInfo>,
     /// Tasks dispatched and not yet finished, per capability.
     in_flight: BTreeMap<Capability, u32>,
-    ready: BTreeMap<Capability, BTreeSet<ReadyKey>>,
+    ready: BTreeMap<Capability, ReadyQueue>,
+    /// Runs (by submission sequence) and capabilities an operator paused: nothing of them is
+    /// dispatched until resumed.
+    paused_runs: BTreeSet<u64>,
+    paused_capabilities: BTreeSet<Capability>,
 }
 
 /// What a step has produced so far.
@@ -133,6 +130,8 @@ impl Scheduler {
                     self.fail(&input, run, index, *attempt, cause, &mut out);
                 }
             }
+            Input::PauseRequested { scope } => self.pause(&input, scope, true, &mut out),
+            Input::ResumeRequested { scope } => self.pause(&input, scope, false, &mut out),
             // Facts the state takes in `observe`; what they free up is dispatched below.
             Input::WorkerJoined { .. }
             | Input::WorkerLeft { .. }
@@ -435,6 +434,54 @@ impl Scheduler {
         self.finish_if_done(input, run, out);
     }
 
+    /// Pauses (`pause`) or resumes dispatch of a run or a capability. What is running runs on;
+    /// what becomes ready meanwhile waits.
+    fn pause(&mut self, input: &Input, scope: &PauseScope, pause: bool, out: &mut Out) {
+        let paused = self.is_paused(scope);
+        let rejection = match scope {
+            PauseScope::Run { run } => match self.runs.get(run) {
+                None => Some(Rejection::UnknownRun { run: run.clone() }),
+                Some(state) if state.outcome.is_some() => {
+                    Some(Rejection::RunFinished { run: run.clone() })
+                }
+                Some(_) => None,
+            },
+            PauseScope::Capability { .. } => None,
+        }
+        .or_else(|| match (pause, paused) {
+            (true, true) => Some(Rejection::AlreadyPaused {
+                scope: scope.clone(),
+            }),
+            (false, false) => Some(Rejection::NotPaused {
+                scope: scope.clone(),
+            }),
+            _ => None,
+        });
+        if let Some(rejection) = rejection {
+            out.fate = Fate::Rejected(rejection.clone());
+            self.emit(input, Decision::InputRejected { rejection }, out);
+            return;
+        }
+        let scope = scope.clone();
+        let decision = if pause {
+            Decision::Paused { scope }
+        } else {
+            Decision::Resumed { scope }
+        };
+        self.emit(input, decision, out);
+    }
+
+    /// Whether `scope` is paused now.
+    pub fn is_paused(&self, scope: &PauseScope) -> bool {
+        match scope {
+            PauseScope::Run { run } => self
+                .runs
+                .get(run)
+                .is_some_and(|state| self.paused_runs.contains(&state.seq)),
+            PauseScope::Capability { capability } => self.paused_capabilities.contains(capability),
+        }
+    }
+
     fn finish_if_done(&mut self, input: &Input, run: &RunId, out: &mut Out) {
         let Some(state) = self.runs.get(run) else {
             return;
@@ -470,20 +517,27 @@ impl Scheduler {
             .map(|(c, _)| c.clone())
             .collect();
         for capability in capabilities {
+            if self.paused_capabilities.contains(&capability) {
+                continue;
+            }
             let capacity = self.capacity(&capability);
             loop {
                 let running = self.in_flight.get(&capability).copied().unwrap_or(0);
                 if running >= capacity {
                     break;
                 }
-                // Taken off the ready set here, so that the loop ends whatever evolve does.
+                let paused = &self.paused_runs;
                 let Some(key) = self
                     .ready
-                    .get_mut(&capability)
-                    .and_then(BTreeSet::pop_first)
+                    .get(&capability)
+                    .and_then(|queue| queue.next(|run_seq| paused.contains(&run_seq)))
                 else {
                     break;
                 };
+                // Taken off the queue here, so that the loop ends whatever evolve does.
+                if let Some(queue) = self.ready.get_mut(&capability) {
+                    queue.remove(&key);
+                }
                 let Some(state) = self
                     .run_ids
                     .get(&key.run_seq)

@@ -13,7 +13,8 @@ use workforce_shared::{
     Attempt, Plan, RunId, TaskId, TaskSpec, UpstreamCounts, UpstreamError, UpstreamStatus,
 };
 
-use super::{CancelReason, FailureCause, ReadyKey, RunOutcome, SkipReason};
+use super::ready::{Level, ReadyKey};
+use super::{CancelReason, FailureCause, RunOutcome, SkipReason};
 
 /// Where a task is in its lifecycle. Matched exhaustively: a new phase must be handled
 /// everywhere it matters.
@@ -275,7 +276,10 @@ impl RunState {
 
     pub(super) fn ready_key(&self, task: usize) -> ReadyKey {
         ReadyKey {
-            priority: Reverse(self.plan.tasks[task].priority),
+            level: Level {
+                run_priority: Reverse(self.plan.priority),
+                priority: Reverse(self.plan.tasks[task].priority),
+            },
             run_seq: self.seq,
             task,
         }

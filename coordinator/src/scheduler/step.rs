@@ -131,6 +131,8 @@ impl Scheduler {
             Decision::RunAccepted { .. }
             | Decision::TasksSpawned { .. }
             | Decision::TaskSkipped { .. }
+            | Decision::Paused { .. }
+            | Decision::Resumed { .. }
             | Decision::InputRejected { .. }
             | Decision::TaskReady { .. }
             | Decision::RunFinished { .. }

@@ -824,3 +824,181 @@ fn every_variant_has_its_own_kind_named_as_the_log_tags_it() {
 }
 
 mod growth;
+
+/// `n` independent tasks `t0`… of capability `c`, with the run's `priority`.
+fn independent(n: usize, priority: i32) -> Plan {
+    let mut source = format!("priority = {priority}\n");
+    for i in 0..n {
+        source.push_str(&format!("[[tasks]]\nid = \"t{i}\"\ncapability = \"c\"\n"));
+    }
+    plan(&source)
+}
+
+/// Which run each dispatch of `decisions` is for.
+fn dispatched_runs(decisions: &[Decision]) -> Vec<String> {
+    decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Dispatch { run, task, .. } => Some(format!("{run}/{task}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_small_run_beside_a_large_one_of_equal_priority_gets_its_share_at_once() {
+    let mut s = Scheduler::default();
+    for (run, n) in [("large", 100), ("small", 2)] {
+        s.apply(&Input::RunSubmitted {
+            run: id(run),
+            plan: independent(n, 0),
+        });
+    }
+    let mut order = dispatched_runs(&join(&mut s, "w1", &["c"], 2));
+    assert_eq!(order, ["large/t0", "small/t0"], "one slot each at once");
+    let finish = |s: &mut Scheduler, run: &str, task: &str| {
+        let input = Input::ResultReceived {
+            result: TaskResult {
+                v: PROTOCOL_VERSION,
+                run: id(run),
+                task: id(task),
+                attempt: Attempt(1),
+                worker: id("w1"),
+                outcome: Outcome::succeeded(json!(null)),
+                duration_ms: 1,
+            },
+        };
+        dispatched_runs(&s.apply(&input))
+    };
+    order.extend(finish(&mut s, "large", "t0"));
+    order.extend(finish(&mut s, "small", "t0"));
+    assert_eq!(
+        order,
+        ["large/t0", "small/t0", "large/t1", "small/t1"],
+        "the runs take turns"
+    );
+}
+
+#[test]
+fn a_run_of_higher_priority_goes_first_whatever_its_tasks_priorities() {
+    let mut s = Scheduler::default();
+    s.apply(&Input::RunSubmitted {
+        run: id("routine"),
+        plan: plan("[[tasks]]\nid = \"t0\"\ncapability = \"c\"\npriority = 100\n"),
+    });
+    s.apply(&Input::RunSubmitted {
+        run: id("urgent"),
+        plan: independent(2, 1),
+    });
+    let order = dispatched_runs(&join(&mut s, "w1", &["c"], 2));
+    assert_eq!(order, ["urgent/t0", "urgent/t1"]);
+}
+
+fn pause_run(run: &str) -> Input {
+    Input::PauseRequested {
+        scope: PauseScope::Run { run: id(run) },
+    }
+}
+
+fn resume_run(run: &str) -> Input {
+    Input::ResumeRequested {
+        scope: PauseScope::Run { run: id(run) },
+    }
+}
+
+#[test]
+fn a_paused_run_dispatches_nothing_new_and_resumes_where_it_was() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 10);
+    submit(&mut s, DIAMOND);
+    assert_eq!(
+        s.apply(&pause_run("r1")),
+        [Decision::Paused {
+            scope: PauseScope::Run { run: run() }
+        }]
+    );
+    assert!(s.run_view(&run()).expect("run").paused);
+    // The running attempt finishes and is recorded; what it frees waits.
+    let d = s.apply(&ok("a", 1));
+    assert!(
+        d.iter()
+            .any(|d| matches!(d, Decision::TaskCompleted { .. }))
+    );
+    assert!(dispatched(&d).is_empty(), "{d:?}");
+    let b = s
+        .run_view(&run())
+        .expect("run")
+        .tasks
+        .into_iter()
+        .find(|t| t.task.as_str() == "b")
+        .expect("b");
+    assert_eq!(b.status, TaskStatus::Queued);
+    assert_eq!(b.detail.as_deref(), Some("held: the run is paused"));
+    // A second pause is refused; resume dispatches what waited.
+    assert!(matches!(
+        s.step(pause_run("r1")).fate,
+        Fate::Rejected(Rejection::AlreadyPaused { .. })
+    ));
+    let d = s.apply(&resume_run("r1"));
+    assert_eq!(dispatched(&d), ["b", "x"]);
+    assert!(matches!(
+        s.step(resume_run("r1")).fate,
+        Fate::Rejected(Rejection::NotPaused { .. })
+    ));
+}
+
+#[test]
+fn a_paused_capability_holds_every_run_and_a_retry_that_falls_due_waits() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c", "d"], 10);
+    submit(&mut s, "[[tasks]]\nid = \"a\"\ncapability = \"c\"\n");
+    let pause = Input::PauseRequested {
+        scope: PauseScope::Capability {
+            capability: id("c"),
+        },
+    };
+    s.apply(&pause);
+    let d = s.apply(&failed("a", 1));
+    assert!(
+        d.iter()
+            .any(|d| matches!(d, Decision::RetryScheduled { .. }))
+    );
+    let due = Input::RetryDue {
+        run: run(),
+        task: id("a"),
+        attempt: Attempt(2),
+    };
+    let d = s.apply(&due);
+    assert!(
+        matches!(d.as_slice(), [Decision::TaskReady { .. }]),
+        "{d:?}"
+    );
+    let other = s.apply(&Input::RunSubmitted {
+        run: id("r2"),
+        plan: plan("[[tasks]]\nid = \"z\"\ncapability = \"d\"\n[[tasks]]\nid = \"y\"\ncapability = \"c\"\n"),
+    });
+    assert_eq!(dispatched(&other), ["z"], "only capability c is held");
+    let d = s.apply(&Input::ResumeRequested {
+        scope: PauseScope::Capability {
+            capability: id("c"),
+        },
+    });
+    // Round-robin: capability c last dispatched from r1, so r2 goes first.
+    assert_eq!(dispatched(&d), ["y", "a"]);
+}
+
+#[test]
+fn pausing_an_unknown_or_finished_run_is_refused() {
+    let mut s = Scheduler::default();
+    assert!(matches!(
+        s.step(pause_run("nowhere")).fate,
+        Fate::Rejected(Rejection::UnknownRun { .. })
+    ));
+    join(&mut s, "w1", &["c"], 1);
+    submit(&mut s, "[[tasks]]\nid = \"a\"\ncapability = \"c\"\n");
+    s.apply(&ok("a", 1));
+    assert!(matches!(
+        s.step(pause_run("r1")).fate,
+        Fate::Rejected(Rejection::RunFinished { .. })
+    ));
+}

@@ -109,6 +109,9 @@ pub struct RunView {
     /// Why it was stopped, when it was: absent for a run that ended by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<StopReason>,
+    /// An operator paused it: nothing more of it is dispatched until it is resumed.
+    #[serde(default)]
+    pub paused: bool,
     pub tasks: Vec<TaskView>,
 }
 
@@ -124,6 +127,8 @@ pub struct RunSummary {
     pub canceled: u32,
     #[serde(default)]
     pub skipped: u32,
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -171,6 +176,7 @@ fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
 impl Scheduler {
     pub fn run_view(&self, run: &RunId) -> Option<RunView> {
         let state = self.runs.get(run)?;
+        let paused = self.paused_runs.contains(&state.seq);
         let tasks = state
             .plan
             .tasks
@@ -190,6 +196,14 @@ impl Scheduler {
                             Some(format!("waiting on {}", needs.join(", "))),
                         )
                     }
+                    Phase::Ready if paused => (
+                        TaskStatus::Queued,
+                        Some("held: the run is paused".to_owned()),
+                    ),
+                    Phase::Ready if self.paused_capabilities.contains(&spec.capability) => (
+                        TaskStatus::Queued,
+                        Some(format!("held: capability {} is paused", spec.capability)),
+                    ),
                     Phase::Ready if self.capacity(&spec.capability) == 0 => (
                         TaskStatus::Blocked,
                         Some(format!(
@@ -247,6 +261,7 @@ impl Scheduler {
             status,
             reason,
             stop_reason,
+            paused,
             tasks,
         })
     }
@@ -272,6 +287,7 @@ impl Scheduler {
                     failed: count(|p| matches!(p, Phase::Failed)),
                     canceled: count(|p| matches!(p, Phase::Canceled { .. })),
                     skipped: count(|p| matches!(p, Phase::Skipped { .. })),
+                    paused: self.paused_runs.contains(&state.seq),
                 }
             })
             .collect()

@@ -469,6 +469,8 @@ fn trace(decision: &Decision) {
             info!(run_id = %run, task_id = %task, attempt = %attempt, reason = ?reason, "result ignored")
         }
         Decision::InputRejected { rejection } => warn!(rejection = %rejection, "input rejected"),
+        Decision::Paused { scope } => info!(scope = %scope, "paused"),
+        Decision::Resumed { scope } => info!(scope = %scope, "resumed"),
         Decision::TasksSpawned { run, parent, tasks } => {
             info!(run_id = %run, task_id = %parent, spawned = tasks.len(), "tasks spawned")
         }

@@ -1,4 +1,4 @@
-//! Operator requests: submit and cancel become inputs; status, runs and workers are answered
+//! Operator requests: submit, cancel, pause and resume become inputs; status, runs and workers are answered
 //! from the state once the batch they arrived in is applied. Also: minting run ids, and
 //! fitting replies into the broker's max payload.
 
@@ -6,7 +6,7 @@ use workforce_shared::{Plan, PlanLimits, RunId, encode};
 
 use super::{Batch, Coordinator};
 use crate::api::{ApiError, ApiErrorKind, ApiResponse, Reply, Request};
-use crate::scheduler::{Fate, Input, Scheduler};
+use crate::scheduler::{Fate, Input, PauseScope, Scheduler};
 
 impl Coordinator {
     pub(super) fn request(
@@ -21,6 +21,7 @@ impl Coordinator {
                 batch.replies.push((reply, ApiResponse::new(result)));
             }
         };
+        let pause = matches!(request, Request::Pause { .. });
         match request {
             Request::Submit {
                 source,
@@ -66,6 +67,30 @@ impl Coordinator {
                 };
                 answer(batch, result);
             }
+            Request::Pause { scope } | Request::Resume { scope } => {
+                if let PauseScope::Run { run } = &scope
+                    && !self.scheduler.has_run(run)
+                {
+                    return answer(batch, Err(not_found(run)));
+                }
+                let input = if pause {
+                    Input::PauseRequested {
+                        scope: scope.clone(),
+                    }
+                } else {
+                    Input::ResumeRequested {
+                        scope: scope.clone(),
+                    }
+                };
+                let result = match self.step(input, at_ms, batch) {
+                    Fate::Rejected(r) => {
+                        Err(ApiError::new(ApiErrorKind::BadRequest, r.to_string()))
+                    }
+                    Fate::Applied | Fate::Ignored(_) if pause => Ok(Reply::Paused { scope }),
+                    Fate::Applied | Fate::Ignored(_) => Ok(Reply::Resumed { scope }),
+                };
+                answer(batch, result);
+            }
             query @ (Request::Status { .. } | Request::Runs | Request::Workers) => {
                 if let Some(reply) = reply {
                     batch.queries.push((reply, query));
@@ -88,7 +113,10 @@ pub(super) fn query(scheduler: &Scheduler, request: Request) -> Result<Reply, Ap
         Request::Workers => Ok(Reply::Workers {
             workers: scheduler.workers(),
         }),
-        Request::Submit { .. } | Request::Cancel { .. } => Err(ApiError::new(
+        Request::Submit { .. }
+        | Request::Cancel { .. }
+        | Request::Pause { .. }
+        | Request::Resume { .. } => Err(ApiError::new(
             ApiErrorKind::Internal,
             "a command was queued as a query",
         )),
@@ -203,6 +231,7 @@ mod tests {
                 status: RunStatus::Succeeded,
                 reason: None,
                 stop_reason: None,
+                paused: false,
                 tasks: vec![task],
             },
         }))

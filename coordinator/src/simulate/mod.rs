@@ -82,6 +82,8 @@ pub struct FaultCounts {
     /// Operator cancels of one task, and of the whole run.
     pub tasks_canceled: u64,
     pub runs_canceled: u64,
+    /// Pauses of the run or of a capability, each resumed later.
+    pub pauses: u64,
 }
 
 impl FaultCounts {
@@ -95,6 +97,7 @@ impl FaultCounts {
             + self.unpublishable
             + self.tasks_canceled
             + self.runs_canceled
+            + self.pauses
     }
 
     fn add(&mut self, other: &FaultCounts) {
@@ -107,6 +110,7 @@ impl FaultCounts {
         self.unpublishable += other.unpublishable;
         self.tasks_canceled += other.tasks_canceled;
         self.runs_canceled += other.runs_canceled;
+        self.pauses += other.pauses;
     }
 }
 
@@ -114,7 +118,7 @@ impl fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}, tasks canceled {}, runs canceled {}",
+            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}, tasks canceled {}, runs canceled {}, pauses {}",
             self.timeouts,
             self.permanent_failures,
             self.workers_left,
@@ -123,7 +127,8 @@ impl fmt::Display for FaultCounts {
             self.duplicate_results,
             self.unpublishable,
             self.tasks_canceled,
-            self.runs_canceled
+            self.runs_canceled,
+            self.pauses
         )
     }
 }

@@ -306,3 +306,33 @@ fn a_join_made_ready_before_what_was_spawned_ended_is_caught() {
         "{err}"
     );
 }
+
+#[test]
+fn a_dispatch_while_its_run_is_paused_is_caught() {
+    let plan = code_review();
+    let config = SimConfig {
+        seed: 9,
+        ..SimConfig::default()
+    };
+    let err = check_seed(&plan, &config, |log| {
+        let at = log
+            .iter()
+            .position(|(_, e)| matches!(e.entry, Entry::Decision(Decision::Dispatch { .. })))
+            .expect("a dispatch");
+        let Entry::Decision(Decision::Dispatch { run, .. }) = log[at].1.entry.clone() else {
+            unreachable!()
+        };
+        let pause = Event {
+            at_ms: log[at].1.at_ms,
+            entry: Entry::Decision(Decision::Paused {
+                scope: crate::scheduler::PauseScope::Run { run },
+            }),
+        };
+        insert(log, at, pause);
+    })
+    .expect_err("the damaged log must be caught");
+    assert!(
+        matches!(&err.problem, SeedProblem::Invariant(v) if v.invariant == Invariant::PausesHold),
+        "{err}"
+    );
+}

@@ -15,7 +15,7 @@ use super::{EventSink, FaultCounts, SimConfig, SimError, SimReport, SplitMix64};
 use crate::log::{Event, LogError};
 use crate::recovery::{DeadlineRule, recover};
 use crate::scheduler::{
-    Decision, Effect, Input, PublishFailure, SEMANTICS_VERSION, Scheduler, Timer,
+    Decision, Effect, Input, PauseScope, PublishFailure, SEMANTICS_VERSION, Scheduler, Timer,
 };
 
 /// Chances, with faults on. Per attempt:
@@ -39,6 +39,8 @@ const P_RESTART: f64 = 0.01;
 /// the whole run.
 const P_CANCEL_TASK: f64 = 0.002;
 const P_CANCEL_RUN: f64 = 0.0005;
+/// An operator pauses the run or one capability, and resumes it up to 30 s later.
+const P_PAUSE: f64 = 0.003;
 /// Per step: the coordinator dies after the commit, before the step's effects.
 const P_CRASH_AFTER_COMMIT: f64 = 0.005;
 /// Happenings before a simulation is declared stuck.
@@ -595,6 +597,26 @@ impl World<'_> {
                     task: Some(task),
                     note: Some("simulated operator".into()),
                 });
+            }
+        }
+        if self.rng.unit() < P_PAUSE {
+            let scope = if self.rng.unit() < 0.5 {
+                PauseScope::Run {
+                    run: self.run.clone(),
+                }
+            } else {
+                let at = self.rng.below(self.capabilities.len() as u64) as usize;
+                PauseScope::Capability {
+                    capability: self.capabilities[at].clone(),
+                }
+            };
+            if !self.scheduler.is_paused(&scope) {
+                self.faults.pauses += 1;
+                self.inputs.push_back(Input::PauseRequested {
+                    scope: scope.clone(),
+                });
+                let later = self.rng.between(1, 30_000);
+                self.at(later, Happening::Deliver(Input::ResumeRequested { scope }));
             }
         }
         if self.rng.unit() < P_CANCEL_RUN && self.finished_at.is_none() {

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use workforce_coordinator::scheduler::PauseScope;
 use workforce_coordinator::{ApiClient, ClientError};
 use workforce_shared::runtime::NatsServers;
 use workforce_shared::runtime::servers::DEFAULT_SERVER;
-use workforce_shared::{ParamValues, Prefix, RunId, Subjects, TaskId};
+use workforce_shared::{Capability, ParamValues, Prefix, RunId, Subjects, TaskId};
 
 /// The process's exit codes, as `--help` documents them.
 mod exit {
@@ -117,6 +118,27 @@ impl Params {
     }
 }
 
+/// What `pause` and `resume` act on: a run, or a capability.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PauseTarget {
+    /// The run
+    run: Option<RunId>,
+    /// A capability, for every run (an agent CLI whose provider is down, say)
+    #[arg(long)]
+    capability: Option<Capability>,
+}
+
+impl PauseTarget {
+    fn scope(self) -> anyhow::Result<PauseScope> {
+        match (self.run, self.capability) {
+            (Some(run), None) => Ok(PauseScope::Run { run }),
+            (None, Some(capability)) => Ok(PauseScope::Capability { capability }),
+            _ => anyhow::bail!("give a run or --capability, not both"),
+        }
+    }
+}
+
 /// How long to follow a run through a coordinator that does not answer.
 #[derive(Debug, Args)]
 struct Follow {
@@ -195,6 +217,21 @@ enum Command {
         /// A note recorded with the cancel and shown with the canceled run or task
         #[arg(long, visible_alias = "reason", value_name = "TEXT")]
         note: Option<String>,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
+    /// Pause dispatch of a run (its running attempts finish; nothing more of it starts, retries
+    /// that fall due wait), or with --capability, of one capability for every run
+    Pause {
+        #[command(flatten)]
+        scope: PauseTarget,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
+    /// Resume dispatch of a paused run, or with --capability, of a paused capability
+    Resume {
+        #[command(flatten)]
+        scope: PauseTarget,
         #[command(flatten)]
         coordinator: Coordinator,
     },
@@ -343,6 +380,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let api = coordinator.connect().await?;
             online::cancel(&api, &run, task.as_ref(), note.as_deref(), json).await
+        }
+        Command::Pause { scope, coordinator } => {
+            let api = coordinator.connect().await?;
+            online::pause(&api, scope.scope()?, true, json).await
+        }
+        Command::Resume { scope, coordinator } => {
+            let api = coordinator.connect().await?;
+            online::pause(&api, scope.scope()?, false, json).await
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use workforce_coordinator::ApiClient;
+use workforce_coordinator::scheduler::PauseScope;
 use workforce_shared::{ParamValues, Plan, PlanFormat, PlanLimits, RunId, TaskId};
 
 use crate::out::outln;
@@ -119,6 +120,23 @@ pub async fn cancel(
             Some(task) => outln!("task {task} of run {run} canceled")?,
             None => outln!("run {run} canceled")?,
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pauses (`pause`) or resumes dispatch of a run or a capability.
+pub async fn pause(
+    api: &ApiClient,
+    scope: PauseScope,
+    pause: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    api.pause(scope.clone(), pause).await?;
+    let done = if pause { "paused" } else { "resumed" };
+    if json {
+        outln!("{}", json!({ "scope": scope, done: true }))?;
+    } else {
+        outln!("{scope} {done}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

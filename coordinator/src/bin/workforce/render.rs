@@ -118,7 +118,11 @@ pub fn write_runs(out: &mut impl Write, runs: &[RunSummary]) -> io::Result<()> {
             vec![
                 r.run.to_string(),
                 r.name.clone(),
-                r.status.as_str().to_owned(),
+                if r.paused {
+                    format!("{} (paused)", r.status.as_str())
+                } else {
+                    r.status.as_str().to_owned()
+                },
                 format!("{}/{}", r.completed, r.tasks),
                 r.failed.to_string(),
                 r.canceled.to_string(),
@@ -147,10 +151,11 @@ pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
     let done = view.tasks.iter().filter(|t| t.status.is_terminal()).count();
     writeln!(
         out,
-        "run {} ({}): {} — {done}/{} tasks finished",
+        "run {} ({}): {}{} — {done}/{} tasks finished",
         view.run,
         view.name,
         view.status.as_str(),
+        if view.paused { " (paused)" } else { "" },
         view.tasks.len()
     )?;
     if let Some(reason) = &view.reason {
