@@ -278,6 +278,7 @@ fn expected(case: &PlanCase) -> Plan {
     Plan {
         name: case.name.clone().unwrap_or_else(|| "unnamed".to_owned()),
         params: Default::default(),
+        priority: 0,
         tasks,
         limits: Default::default(),
         defaults: crate::plan::TaskDefaults {
