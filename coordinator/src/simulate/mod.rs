@@ -7,7 +7,8 @@
 //! out, permanent failures, workers that leave (their tasks redelivered after the ack wait)
 //! and join, duplicate results, assignments that cannot be published, and coordinator
 //! restarts that rebuild the state from the log recorded so far ([`crate::recovery`]), some
-//! of them between a commit and its effects.
+//! of them between a commit and its effects; and operators who cancel a task or the run, and
+//! pause the run or a capability (resuming it later).
 //!
 //! [`check_seeds`] runs one simulation per seed and checks, from each recorded log alone, the
 //! [`invariants`](crate::invariants), that the log replays identically, and that the seed

@@ -263,7 +263,8 @@ enum Command {
         #[arg(long, value_name = "A..B", conflicts_with = "data")]
         seeds: Option<offline::Seeds>,
         /// Inject faults: timeouts, permanent failures, workers leaving and joining, duplicate
-        /// results, unpublishable assignments and coordinator restarts
+        /// results, unpublishable assignments, coordinator restarts, and operators canceling a
+        /// task or the run and pausing (then resuming) the run or a capability
         #[arg(long)]
         faults: bool,
         /// Probability that an attempt fails (retryably)
