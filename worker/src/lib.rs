@@ -25,6 +25,8 @@
 //!
 //! # Layout
 //! - `handler`: the [`Handler`] trait, [`TaskContext`], [`HandlerError`], [`handler_fn`].
+//! - `stop`: [`StopSignal`], raised when the coordinator asks to stop an attempt, with the
+//!   grace a handler has to stop cleanly; [`StopRequester`] raises it.
 //! - `control`: what an attempt asks of its run beside its output ([`Growth`]: spawn, branch),
 //!   recorded through its context and taken by the worker; [`SpawnTask`] builds a spawn entry.
 //! - `command`: [`CommandHandler`], which runs `sh -c COMMAND` per attempt; its stdin, stdout,
@@ -66,6 +68,7 @@ mod intake;
 mod outcome;
 mod process_group;
 mod run_loop;
+mod stop;
 mod worker;
 
 pub use cli::WorkerArgs;
@@ -76,4 +79,5 @@ pub use config::{CommandSpec, ConfigError, WorkerConfig, default_worker_id};
 pub use control::{Growth, SpawnTask};
 pub use error::WorkerError;
 pub use handler::{BoxFuture, Handler, HandlerError, HandlerFn, TaskContext, handler_fn};
+pub use stop::{DEFAULT_STOP_GRACE, StopRequester, StopSignal};
 pub use worker::Worker;
