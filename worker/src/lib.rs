@@ -34,7 +34,8 @@
 //! - `control_file`: a command's per-attempt control file (`WORKFORCE_CONTROL`): created,
 //!   read within the output limit, and parsed into what it asks of the run.
 //! - `capture`: bounded readers for a command's stdout (capped, counted) and stderr (tail).
-//! - `process_group`: kills everything a command started when its attempt is abandoned.
+//! - `process_group`: signals everything a command started: TERM when its attempt is to
+//!   stop, KILL when it times out, is abandoned or does not stop within the grace.
 //! - `config`: [`WorkerConfig`] with defaults in code, [`CommandSpec`], [`ConfigError`].
 //! - `cli`: [`WorkerArgs`], the layered loader (defaults, TOML file, `WORKFORCE_*`, flags).
 //! - `worker`: [`Worker`]: connecting (streams, consumers) separate from running.
