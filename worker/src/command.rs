@@ -206,31 +206,36 @@ impl CommandHandler {
                 // Ask first: TERM lets the command clean up. Kill at the end of the grace, or
                 // at the attempt's timeout if that comes first.
                 group.terminate().await;
-                let ended = tokio::select! {
+                let stopping = tokio::select! {
                     biased;
-                    (_, status) = &mut io => Some(status),
-                    () = tokio::time::sleep(stop.grace()) => None,
-                    () = &mut deadline => None,
+                    (_, status) = &mut io => Stopping::Ended(status),
+                    () = tokio::time::sleep(stop.grace()) => Stopping::GraceOver,
+                    () = &mut deadline => Stopping::TimedOut,
                 };
                 drop(io);
                 // Also when the leader has gone: nothing the command started outlives a stop.
                 // A member still running keeps the group id from being reused.
                 group.kill().await;
-                let message = match ended {
-                    Some(status) => format!(
+                if !matches!(stopping, Stopping::Ended(_))
+                    && let Err(error) = child.kill().await
+                {
+                    tracing::debug!(%error, "child already gone while stopping");
+                }
+                let message = match stopping {
+                    Stopping::Ended(status) => format!(
                         "stopped on request: the command ended after SIGTERM ({})",
                         status.map_or_else(|error| error.to_string(), |s| s.to_string())
                     ),
-                    None => {
-                        if let Err(error) = child.kill().await {
-                            tracing::debug!(%error, "child already gone after the stop grace");
-                        }
-                        format!(
-                            "stopped on request: the command was still running {} after \
-                             SIGTERM; killed",
-                            humantime::format_duration(stop.grace())
-                        )
-                    }
+                    Stopping::GraceOver => format!(
+                        "stopped on request: the command was still running {} after SIGTERM; \
+                         killed",
+                        humantime::format_duration(stop.grace())
+                    ),
+                    Stopping::TimedOut => format!(
+                        "stopped on request: the command was still running after SIGTERM at \
+                         its timeout of {}; killed",
+                        humantime::format_duration(task.timeout)
+                    ),
                 };
                 return Err(HandlerError::retryable(with_stderr(message, &err)));
             }
@@ -270,6 +275,13 @@ enum First<T> {
     Exited(T),
     TimedOut,
     Stopped,
+}
+
+/// What ended the wait for a command asked to stop.
+enum Stopping {
+    Ended(io::Result<ExitStatus>),
+    GraceOver,
+    TimedOut,
 }
 
 impl Handler for CommandHandler {

@@ -405,6 +405,32 @@ async fn a_command_that_ignores_sigterm_is_killed_after_the_grace() {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
+async fn the_timeout_cuts_a_stop_grace_short() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    let command = format!(
+        "trap '' TERM; sleep 600 & echo $$ $! > {}; wait",
+        pids.display()
+    );
+    let (stop, signal) = StopSignal::channel(Duration::from_secs(600));
+    let mut t = task(json!(null)).with_stop_signal(signal);
+    t.timeout = Duration::from_secs(2);
+    let running = tokio::spawn(async move { CommandHandler::new(command).run(&t).await });
+    let pids = pids_written_to(&pids, &running).await;
+    stop.request();
+
+    let message = retryable(finished(running).await);
+    assert!(
+        message.starts_with(
+            "stopped on request: the command was still running after SIGTERM at its timeout of 2s; killed"
+        ),
+        "{message}"
+    );
+    wait_until_gone(&pids).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
 async fn nothing_a_stopped_command_started_outlives_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pids = dir.path().join("pids");
