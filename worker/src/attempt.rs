@@ -1,7 +1,9 @@
 //! One attempt, from delivery to acknowledgement:
 //! run the handler → store the result (broker-acknowledged, deduplicated by message id) →
 //! acknowledge the assignment. The message is kept alive with progress acks throughout; if the
-//! worker abandons the attempt (end of a drain) the message is handed back instead.
+//! worker abandons the attempt (end of a drain) the message is handed back instead. If the
+//! coordinator asks to stop the attempt, the handler is given its stop grace to stop, nothing
+//! is reported and the message is terminated.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,10 +22,15 @@ use crate::backoff::Backoff;
 use crate::handler::{Handler, TaskContext};
 use crate::intake::{Delivery, hand_back, raised};
 use crate::outcome::{invoke, seal};
+use crate::stop::{StopRequester, StopSignal};
 
 /// Bound on sending one progress ack: a stalled client must not stall the attempt.
 const PROGRESS_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 const ACK_TRIES: u32 = 3;
+
+/// How long past its stop grace a stopped handler may run before the worker drops it. Gives a
+/// handler that honours the grace (like `CommandHandler`) the time to finish killing.
+const STOP_SLACK: Duration = Duration::from_secs(1);
 
 /// Room left in a message for the headers of a result.
 const HEADER_ROOM: usize = 1024;
@@ -38,8 +45,11 @@ pub(crate) struct AttemptEnv {
     /// A third of ack_wait.
     pub(crate) progress_every: Duration,
     pub(crate) max_deliveries: u32,
-    /// Stop requests from the coordinator, for attempts it timed out.
+    /// Stop requests from the coordinator, for attempts it no longer counts (it timed them
+    /// out, say).
     pub(crate) stops: broadcast::Sender<StopAttempt>,
+    /// How long a handler has to stop once a stop is requested.
+    pub(crate) stop_grace: Duration,
     pub(crate) max_message_bytes: usize,
 }
 
@@ -81,21 +91,20 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
             permanent: false,
         }),
         Some(handler) => {
-            let work = async move {
-                tokio::select! {
-                    outcome = invoke(handler.as_ref(), TaskContext::from(assignment)) => Some(outcome),
-                    () = stopped => None,
-                }
-            };
+            let (requester, signal) = StopSignal::channel(env.stop_grace);
+            let context = TaskContext::from(assignment).with_stop_signal(signal.clone());
+            let work = run_until_stopped(handler, context, stopped, requester);
             match keep_alive(&message, env.progress_every, &mut abandon, work).await {
                 Some(Some(outcome)) => Some(outcome),
                 Some(None) => {
-                    // The coordinator already failed this attempt; dropping the work killed it.
-                    tracing::warn!("the coordinator timed this attempt out; stopped it");
-                    if let Err(error) = message.ack_with(AckKind::Term).await {
-                        tracing::warn!(%error, "cannot terminate the stopped assignment");
-                    }
-                    drop(permit);
+                    tracing::info!("stopped at the coordinator's request; reporting nothing");
+                    terminate(&message).await;
+                    return;
+                }
+                // Abandoned at the end of a drain while stopping: handing it back would only
+                // run it again for nothing.
+                None if signal.is_requested() => {
+                    terminate(&message).await;
                     return;
                 }
                 None => None,
@@ -158,6 +167,43 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     }
     acknowledge(&message).await;
     drop(permit);
+}
+
+/// Runs the handler until it returns, or until `stopped`: then raises the handler's stop
+/// signal and waits out its grace (and a little) for it to return, and drops it if it has not.
+/// `None` if stopped: the coordinator no longer counts the attempt, so what it returns is
+/// discarded.
+async fn run_until_stopped(
+    handler: Arc<dyn Handler>,
+    task: TaskContext,
+    stopped: impl Future<Output = ()>,
+    requester: StopRequester,
+) -> Option<Outcome> {
+    let grace = task.stop_signal().grace();
+    let invoked = invoke(handler.as_ref(), task);
+    tokio::pin!(invoked);
+    tokio::select! {
+        biased;
+        outcome = &mut invoked => return Some(outcome),
+        () = stopped => {}
+    }
+    requester.request();
+    let stopping = tokio::time::timeout(grace.saturating_add(STOP_SLACK), invoked);
+    if stopping.await.is_err() {
+        tracing::warn!(
+            stop_grace = %humantime::format_duration(grace),
+            "the handler did not stop within its stop grace; dropped it"
+        );
+    }
+    None
+}
+
+/// Terminates a stopped attempt's assignment: the coordinator has settled the attempt, so no
+/// worker is to run it again.
+async fn terminate(message: &Message) {
+    if let Err(error) = message.ack_with(AckKind::Term).await {
+        tracing::warn!(%error, "cannot terminate the stopped assignment");
+    }
 }
 
 /// Resolves when the coordinator asks to stop this attempt.

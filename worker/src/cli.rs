@@ -21,7 +21,8 @@ environment, and writes its output on stdout (JSON, or else plain text). Exit 0 
 
 Settings are layered: defaults, then the --config file, then WORKFORCE_* variables, then flags.
 SIGTERM or SIGINT drains: no new tasks, running ones get --grace-period to finish, the rest are \
-handed back to other workers.";
+handed back to other workers. When the coordinator asks to stop a running task (it timed it out, \
+say), its command's process group gets SIGTERM, then SIGKILL after --stop-grace.";
 
 const AFTER_HELP: &str = "\
 Example:
@@ -82,6 +83,12 @@ pub struct WorkerArgs {
           value_parser = humantime::parse_duration)]
     pub grace_period: Option<Duration>,
 
+    /// When the coordinator asks to stop a running task (it timed it out, say), how long its
+    /// command has between SIGTERM and SIGKILL to its process group. [default: 10s]
+    #[arg(long, env = "WORKFORCE_STOP_GRACE", value_name = "DURATION",
+          value_parser = humantime::parse_duration)]
+    pub stop_grace: Option<Duration>,
+
     /// Largest assignment decoded and largest result published. [default: 1048576]
     #[arg(long, env = "WORKFORCE_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -137,6 +144,7 @@ impl Overrides for WorkerArgs {
         set(&mut config.heartbeat_interval, &self.heartbeat_interval);
         set(&mut config.ack_wait, &self.ack_wait);
         set(&mut config.grace_period, &self.grace_period);
+        set(&mut config.stop_grace, &self.stop_grace);
         set(&mut config.max_message_bytes, &self.max_message_bytes);
         set(&mut config.max_output_bytes, &self.max_output_bytes);
         set(&mut config.max_deliveries, &self.max_deliveries);
@@ -250,6 +258,8 @@ mod tests {
             "8",
             "--grace-period",
             "1m",
+            "--stop-grace",
+            "2s 500ms",
             "--serve",
             "lint=cargo clippy -- -D warnings",
             "--serve",
@@ -272,6 +282,11 @@ mod tests {
         assert_eq!(
             config.grace_period,
             Duration::from_secs(60),
+            "flag beats default"
+        );
+        assert_eq!(
+            config.stop_grace,
+            Duration::from_millis(2500),
             "flag beats default"
         );
         assert_eq!(
@@ -308,6 +323,7 @@ mod tests {
         assert_eq!(config.prefix.as_str(), "workforce");
         assert_eq!(config.concurrency, 4);
         assert_eq!(config.max_output_bytes, 512 * 1024);
+        assert_eq!(config.stop_grace, Duration::from_secs(10));
     }
 
     #[test]
@@ -331,6 +347,7 @@ mod tests {
         for argv in [
             &["--prefix", "a..b"][..],
             &["--ack-wait", "soon"][..],
+            &["--stop-grace", "-1s"][..],
             &["--id", "has space"][..],
             &["--nats", "http://a"][..],
             &["--nats", ","][..],

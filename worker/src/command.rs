@@ -57,9 +57,15 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 512 * 1024;
 ///   stderr.
 /// - **timeout**: at the attempt's timeout the command's whole process group is killed and the
 ///   attempt fails retryably.
+/// - **stop**: when the context's [`stop_signal`](TaskContext::stop_signal) is raised (the
+///   coordinator no longer wants the attempt), the command's whole process group gets SIGTERM
+///   (and SIGCONT, so a stopped member sees it), then SIGKILL once the command has ended or
+///   the signal's [grace](crate::StopSignal::grace) is over, whichever is first (or at the
+///   timeout, if that is sooner). The attempt fails retryably ("stopped on request: ..."); the
+///   worker reports nothing for it.
 /// - **process group**: the command leads its own, so a Ctrl-C aimed at the worker does not
-///   reach it (the worker drains instead), and an abandoned attempt (timeout, end of a drain,
-///   dropped future) kills everything the command started.
+///   reach it (the worker drains instead), and an abandoned attempt (timeout, stop, end of a
+///   drain, dropped future) kills everything the command started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandHandler {
     command: String,
@@ -109,9 +115,14 @@ impl CommandHandler {
         self.workdir.as_deref()
     }
 
-    /// Runs one attempt to completion or timeout. What the command asks of the run (its
+    /// Runs one attempt to completion, timeout or stop. What the command asks of the run (its
     /// control file) is recorded on `task`, as a Rust handler's would be.
     pub async fn run(&self, task: &TaskContext) -> Result<Value, HandlerError> {
+        if task.stop_signal().is_requested() {
+            return Err(HandlerError::retryable(
+                "stopped on request before the command started",
+            ));
+        }
         let stdin_json = stdin_json(task)?;
         let control = ControlFile::create().map_err(handler_error)?;
         let mut command = tokio::process::Command::new("sh");
@@ -154,8 +165,12 @@ impl CommandHandler {
 
         let mut out = Capped::new(self.max_output_bytes);
         let mut err = Tail::new(STDERR_TAIL_BYTES);
+        let stop = task.stop_signal();
+        let deadline = tokio::time::sleep(task.timeout);
+        tokio::pin!(deadline);
         // Feed stdin while draining both outputs, so neither side can block on a full pipe.
-        let finished = tokio::time::timeout(task.timeout, async {
+        // Boxed so that dropping it ends its borrows of `out`, `err` and `child`.
+        let mut io = Box::pin(async {
             let (_, read, (), status) = tokio::join!(
                 feed(stdin, &stdin_json),
                 out.read_from(stdout),
@@ -163,12 +178,18 @@ impl CommandHandler {
                 child.wait(),
             );
             (read, status)
-        })
-        .await;
+        });
+        let first = tokio::select! {
+            biased;
+            done = &mut io => First::Exited(done),
+            () = &mut deadline => First::TimedOut,
+            () = stop.requested() => First::Stopped,
+        };
 
-        let (read, status) = match finished {
-            Ok(done) => done,
-            Err(_elapsed) => {
+        let (read, status) = match first {
+            First::Exited(done) => done,
+            First::TimedOut => {
+                drop(io);
                 group.kill().await;
                 if let Err(error) = child.kill().await {
                     tracing::debug!(%error, "child already gone after timeout");
@@ -181,7 +202,45 @@ impl CommandHandler {
                     &err,
                 )));
             }
+            First::Stopped => {
+                // Ask first: TERM lets the command clean up. Kill at the end of the grace, or
+                // at the attempt's timeout if that comes first.
+                group.terminate().await;
+                let stopping = tokio::select! {
+                    biased;
+                    (_, status) = &mut io => Stopping::Ended(status),
+                    () = tokio::time::sleep(stop.grace()) => Stopping::GraceOver,
+                    () = &mut deadline => Stopping::TimedOut,
+                };
+                drop(io);
+                // Also when the leader has gone: nothing the command started outlives a stop.
+                // A member still running keeps the group id from being reused.
+                group.kill().await;
+                if !matches!(stopping, Stopping::Ended(_))
+                    && let Err(error) = child.kill().await
+                {
+                    tracing::debug!(%error, "child already gone while stopping");
+                }
+                let message = match stopping {
+                    Stopping::Ended(status) => format!(
+                        "stopped on request: the command ended after SIGTERM ({})",
+                        status.map_or_else(|error| error.to_string(), |s| s.to_string())
+                    ),
+                    Stopping::GraceOver => format!(
+                        "stopped on request: the command was still running {} after SIGTERM; \
+                         killed",
+                        humantime::format_duration(stop.grace())
+                    ),
+                    Stopping::TimedOut => format!(
+                        "stopped on request: the command was still running after SIGTERM at \
+                         its timeout of {}; killed",
+                        humantime::format_duration(task.timeout)
+                    ),
+                };
+                return Err(HandlerError::retryable(with_stderr(message, &err)));
+            }
         };
+        drop(io);
         // Reaped: the group id may be reused from here on.
         group.disarm();
         let status = status.map_err(|error| {
@@ -209,6 +268,20 @@ impl CommandHandler {
         }
         Ok(parse_output(out.kept()))
     }
+}
+
+/// What ended the wait for the command first.
+enum First<T> {
+    Exited(T),
+    TimedOut,
+    Stopped,
+}
+
+/// What ended the wait for a command asked to stop.
+enum Stopping {
+    Ended(io::Result<ExitStatus>),
+    GraceOver,
+    TimedOut,
 }
 
 impl Handler for CommandHandler {

@@ -15,6 +15,7 @@ pub use workforce_shared::runtime::ConfigError;
 
 use crate::command::{CommandHandler, DEFAULT_MAX_OUTPUT_BYTES};
 use crate::handler::Handler;
+use crate::stop::DEFAULT_STOP_GRACE;
 
 /// A worker's settings. As a TOML file:
 ///
@@ -26,6 +27,7 @@ use crate::handler::Handler;
 /// heartbeat_interval = "2s"
 /// ack_wait = "30s"
 /// grace_period = "30s"          # how long a drain waits for running tasks
+/// stop_grace = "10s"            # how long a task asked to stop has between SIGTERM and SIGKILL
 /// max_message_bytes = 1048576
 /// max_output_bytes = 524288
 /// max_deliveries = 3           # deliveries of one attempt before it is failed unrun
@@ -53,6 +55,12 @@ pub struct WorkerConfig {
     /// How long a drain (on shutdown) waits for running tasks before handing them back.
     #[serde(with = "duration")]
     pub grace_period: Duration,
+    /// When the coordinator asks to stop a running task (it timed it out, say): how long it
+    /// has to stop cleanly. A command's process group gets SIGTERM, then SIGKILL after
+    /// this; a Rust handler sees its [`StopSignal`](crate::StopSignal) and is dropped a
+    /// little after this.
+    #[serde(with = "duration")]
+    pub stop_grace: Duration,
     /// Largest assignment the worker decodes and largest result it publishes.
     pub max_message_bytes: usize,
     /// Largest stdout a command may produce.
@@ -87,6 +95,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_secs(2),
             ack_wait: Duration::from_secs(30),
             grace_period: Duration::from_secs(30),
+            stop_grace: DEFAULT_STOP_GRACE,
             max_message_bytes: 1024 * 1024,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_deliveries: 3,

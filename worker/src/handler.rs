@@ -1,6 +1,6 @@
 //! What task code implements: [`Handler`], given a [`TaskContext`], returns an output or a
 //! [`HandlerError`] that says whether a retry could help; through the context it may also ask
-//! the run to grow (spawn, branch).
+//! the run to grow (spawn, branch), and learn that its attempt is to stop ([`StopSignal`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,13 +13,14 @@ use workforce_shared::{Assignment, Attempt, Capability, RunId, TaskId, UpstreamE
 pub use futures::future::BoxFuture;
 
 use crate::control::{Control, Growth};
+use crate::stop::StopSignal;
 
 /// One attempt of one task, as a handler sees it.
 ///
 /// Beside its output a handler may ask the run to grow: [`spawn`](Self::spawn) tasks and take
 /// a [`branch`](Self::branch). Only a success carries what was asked; a failure drops it, and
 /// what is asked after the handler has returned is ignored with a warning. Clones of a context
-/// share what it asks.
+/// share what it asks, and its [`stop_signal`](Self::stop_signal).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskContext {
     pub run: RunId,
@@ -36,6 +37,7 @@ pub struct TaskContext {
     /// little after this (dropping its future) and reports a retryable timeout.
     pub timeout: Duration,
     control: Control,
+    stop: StopSignal,
 }
 
 impl TaskContext {
@@ -58,7 +60,22 @@ impl TaskContext {
             upstream_errors: BTreeMap::new(),
             timeout,
             control: Control::default(),
+            stop: StopSignal::never(),
         }
+    }
+
+    /// This context, stopped by `signal` instead of never.
+    pub fn with_stop_signal(mut self, signal: StopSignal) -> Self {
+        self.stop = signal;
+        self
+    }
+
+    /// Raised when the coordinator asks to stop this attempt (it timed the attempt out, say).
+    /// The attempt's outcome no longer counts: a handler that can stop early watches it and
+    /// returns within its [`grace`](StopSignal::grace), what it returns being discarded; one
+    /// that does not is dropped a little after that.
+    pub fn stop_signal(&self) -> &StopSignal {
+        &self.stop
     }
 
     /// Adds a task to the run if this attempt succeeds: a [`SpawnTask`](crate::SpawnTask), or
@@ -103,6 +120,7 @@ impl From<Assignment> for TaskContext {
             upstream_errors: assignment.upstream_errors,
             timeout: Duration::from_millis(assignment.timeout_ms),
             control: Control::default(),
+            stop: StopSignal::never(),
         }
     }
 }
@@ -148,7 +166,9 @@ impl HandlerError {
 /// A handler may be called for several attempts at once (up to the worker's concurrency), and
 /// a retried or redelivered attempt may reach it again: handlers should be idempotent. A panic
 /// becomes a retryable failure. When the worker abandons an attempt (timeout, shutdown) it drops
-/// the future, so resources a handler starts should stop on drop.
+/// the future, so resources a handler starts should stop on drop. When the coordinator asks to
+/// stop an attempt, the context's [`stop_signal`](TaskContext::stop_signal) is raised first,
+/// and the future dropped only if it has not returned a little after the signal's grace.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, task: TaskContext) -> BoxFuture<'_, Result<Value, HandlerError>>;
 }

@@ -25,6 +25,8 @@
 //!
 //! # Layout
 //! - `handler`: the [`Handler`] trait, [`TaskContext`], [`HandlerError`], [`handler_fn`].
+//! - `stop`: [`StopSignal`], raised when the coordinator asks to stop an attempt, with the
+//!   grace a handler has to stop cleanly; [`StopRequester`] raises it.
 //! - `control`: what an attempt asks of its run beside its output ([`Growth`]: spawn, branch),
 //!   recorded through its context and taken by the worker; [`SpawnTask`] builds a spawn entry.
 //! - `command`: [`CommandHandler`], which runs `sh -c COMMAND` per attempt; its stdin, stdout,
@@ -32,7 +34,8 @@
 //! - `control_file`: a command's per-attempt control file (`WORKFORCE_CONTROL`): created,
 //!   read within the output limit, and parsed into what it asks of the run.
 //! - `capture`: bounded readers for a command's stdout (capped, counted) and stderr (tail).
-//! - `process_group`: kills everything a command started when its attempt is abandoned.
+//! - `process_group`: signals everything a command started: TERM when its attempt is to
+//!   stop, KILL when it times out, is abandoned or does not stop within the grace.
 //! - `config`: [`WorkerConfig`] with defaults in code, [`CommandSpec`], [`ConfigError`].
 //! - `cli`: [`WorkerArgs`], the layered loader (defaults, TOML file, `WORKFORCE_*`, flags).
 //! - `worker`: [`Worker`]: connecting (streams, consumers) separate from running.
@@ -66,6 +69,7 @@ mod intake;
 mod outcome;
 mod process_group;
 mod run_loop;
+mod stop;
 mod worker;
 
 pub use cli::WorkerArgs;
@@ -76,4 +80,5 @@ pub use config::{CommandSpec, ConfigError, WorkerConfig, default_worker_id};
 pub use control::{Growth, SpawnTask};
 pub use error::WorkerError;
 pub use handler::{BoxFuture, Handler, HandlerError, HandlerFn, TaskContext, handler_fn};
+pub use stop::{DEFAULT_STOP_GRACE, StopRequester, StopSignal};
 pub use worker::Worker;

@@ -128,6 +128,7 @@ impl RunLoop {
             max_message_bytes: config.max_message_bytes,
             max_deliveries: config.max_deliveries,
             stops,
+            stop_grace: config.stop_grace,
         });
         Self {
             client,

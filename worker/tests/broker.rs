@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
     Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix,
-    RESULT_VERSION, RunId, Subjects, TaskId, TaskResult, UpstreamError, UpstreamStatus, WorkerId,
-    WorkerState, decode, encode,
+    RESULT_VERSION, RunId, StopAttempt, Subjects, TaskId, TaskResult, UpstreamError,
+    UpstreamStatus, WorkerId, WorkerState, decode, encode,
 };
 use workforce_testkit::Nats;
 use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, WorkerError, handler_fn};
@@ -346,6 +346,170 @@ async fn progress_acks_keep_a_long_task_from_being_redelivered() {
     assert_eq!(result.outcome, Outcome::succeeded(json!("finished")));
     wait_for_empty_tasks_stream(&js, &subjects).await;
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+/// Publishes a stop request for attempt 1 of `task` in run1 every half second until `done`
+/// holds: stop requests are best effort, and the worker's subscription may not have reached
+/// the server when the first one is sent.
+async fn stop_until(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    task: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    let stop = StopAttempt {
+        v: PROTOCOL_VERSION,
+        run: RunId::new("run1").expect("run"),
+        task: TaskId::new(task).expect("task"),
+        attempt: Attempt(1),
+    };
+    let payload = bytes::Bytes::from(encode(&stop).expect("encode"));
+    let deadline = Instant::now() + WAIT;
+    let mut next_publish = Instant::now();
+    while !done() {
+        assert!(Instant::now() < deadline, "{task} did not stop");
+        if Instant::now() >= next_publish {
+            client
+                .publish(subjects.stop(), payload.clone())
+                .await
+                .expect("publish the stop request");
+            next_publish = Instant::now() + Duration::from_millis(500);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stored_results(js: &jetstream::Context, subjects: &Subjects) -> u64 {
+    js.get_stream(subjects.results_stream())
+        .await
+        .expect("results stream")
+        .info()
+        .await
+        .expect("info")
+        .state
+        .messages
+}
+
+/// Running and not a zombie (an unreaped orphan counts as dead).
+#[cfg(target_os = "linux")]
+fn is_alive(pid: &str) -> bool {
+    match std::fs::read_to_string(std::path::Path::new("/proc").join(pid).join("stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            !matches!(state, Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_request_stops_a_command_and_a_rust_handler_and_reports_nothing() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("stops").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (pids, marker) = (dir.path().join("pids"), dir.path().join("marker"));
+
+    // The shell notes the TERM and waits on; its child ignores TERM: only the KILL after the
+    // stop grace ends them.
+    let command = format!(
+        "trap 'echo got TERM > {marker}' TERM; (trap '' TERM; exec sleep 600) & \
+         echo $$ $! > {pids}; while :; do wait; done",
+        marker = marker.display(),
+        pids = pids.display()
+    );
+    // A Rust handler that watches its stop signal and says when it saw it.
+    let (saw_tx, mut saw_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let watching = handler_fn(move |task| {
+        let saw = saw_tx.clone();
+        async move {
+            let _ = saw.send(false);
+            task.stop_signal().requested().await;
+            let _ = saw.send(true);
+            Ok(json!("returned after the stop; discarded"))
+        }
+    });
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(cap("slow"), Arc::new(CommandHandler::new(command)));
+    handlers.insert(cap("watch"), Arc::new(watching));
+    let stop_grace = Duration::from_millis(500);
+    let config = WorkerConfig {
+        stop_grace,
+        ..config(&server, "stops", "w1")
+    };
+    let worker = Worker::connect(config, handlers).await.expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    // A command: SIGTERM, then SIGKILL after the grace; the whole group is gone.
+    let mut slow = assignment("slow", "slow", json!(null));
+    slow.timeout_ms = 600_000;
+    publish(&js, &subjects, &slow).await;
+    let deadline = Instant::now() + WAIT;
+    let written = loop {
+        if let Ok(text) = std::fs::read_to_string(&pids)
+            && text.ends_with('\n')
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the command did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let pids: Vec<&str> = written.split_whitespace().collect();
+    let requested = Instant::now();
+    stop_until(&client, &subjects, "slow", || {
+        pids.iter().all(|pid| !is_alive(pid))
+    })
+    .await;
+    let took = requested.elapsed();
+    assert!(
+        took >= stop_grace && took < stop_grace + Duration::from_secs(5),
+        "the command took {took:?} to stop"
+    );
+    let marked = std::fs::read_to_string(&marker).expect("the shell saw a TERM first");
+    assert_eq!(marked.trim(), "got TERM");
+    // Terminated, not handed back: the work queue empties without a rerun.
+    wait_for_empty_tasks_stream(&js, &subjects).await;
+    assert_eq!(
+        stored_results(&js, &subjects).await,
+        0,
+        "a result was stored"
+    );
+
+    // A Rust handler sees its signal and returns; what it returns is discarded.
+    let mut watch = assignment("watch", "watch", json!(null));
+    watch.timeout_ms = 600_000;
+    publish(&js, &subjects, &watch).await;
+    assert_eq!(
+        timeout(WAIT, saw_rx.recv()).await.expect("started"),
+        Some(false)
+    );
+    let mut saw_stop = false;
+    stop_until(&client, &subjects, "watch", || {
+        saw_stop = saw_stop || saw_rx.try_recv() == Ok(true);
+        saw_stop
+    })
+    .await;
+    wait_for_empty_tasks_stream(&js, &subjects).await;
+    assert_eq!(
+        stored_results(&js, &subjects).await,
+        0,
+        "a result was stored"
+    );
 
     stop.send(()).expect("worker running");
     timeout(WAIT, running)

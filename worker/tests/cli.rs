@@ -36,7 +36,7 @@ fn env_overrides_the_file_and_flags_override_env() {
     let file = dir.path().join("worker.toml");
     std::fs::write(
         &file,
-        "concurrency = 2\nprefix = \"from.file\"\nack_wait = \"10s\"\n\
+        "concurrency = 2\nprefix = \"from.file\"\nack_wait = \"10s\"\nstop_grace = \"20s\"\n\
          [capabilities.review]\ncommand = \"./review.sh\"\n",
     )
     .expect("write config");
@@ -48,6 +48,7 @@ fn env_overrides_the_file_and_flags_override_env() {
             ("WORKFORCE_CONCURRENCY", "7"),
             ("WORKFORCE_PREFIX", "from.env"),
             ("WORKFORCE_GRACE_PERIOD", "1m 5s"),
+            ("WORKFORCE_STOP_GRACE", "3s"),
             ("WORKFORCE_SERVE", "wc=wc -w"),
         ],
     );
@@ -67,6 +68,7 @@ fn env_overrides_the_file_and_flags_override_env() {
         "file beats default"
     );
     assert_eq!(config["grace_period"].as_str(), Some("1m 5s"));
+    assert_eq!(config["stop_grace"].as_str(), Some("3s"), "env beats file");
     assert_eq!(config["heartbeat_interval"].as_str(), Some("2s"), "default");
     let capabilities = config["capabilities"].as_table().expect("capabilities");
     assert_eq!(
@@ -121,6 +123,7 @@ fn help_documents_every_option_and_its_variable() {
         ("--heartbeat-interval", "WORKFORCE_HEARTBEAT_INTERVAL"),
         ("--ack-wait", "WORKFORCE_ACK_WAIT"),
         ("--grace-period", "WORKFORCE_GRACE_PERIOD"),
+        ("--stop-grace", "WORKFORCE_STOP_GRACE"),
         ("--max-message-bytes", "WORKFORCE_MAX_MESSAGE_BYTES"),
         ("--max-output-bytes", "WORKFORCE_MAX_OUTPUT_BYTES"),
         ("--workdir", "WORKFORCE_WORKDIR"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use workforce_shared::{Attempt, Capability, RunId, TaskId, UpstreamError, UpstreamStatus};
 use workforce_worker::{
-    CommandHandler, Growth, HandlerError, PERMANENT_FAILURE_EXIT_CODE, TaskContext,
+    CommandHandler, Growth, HandlerError, PERMANENT_FAILURE_EXIT_CODE, StopSignal, TaskContext,
 };
 
 fn task(input: Value) -> TaskContext {
@@ -290,6 +290,182 @@ async fn dropping_the_attempt_kills_the_whole_process_group() {
         assert!(Instant::now() < deadline, "grandchild {pid} still running");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+// ---- Stop requests (the task's stop signal) ----
+
+/// Runs `command` on its own tokio task with a stop signal of `grace`; returns what raises it
+/// and the handler's eventual result.
+fn start_stoppable(
+    command: String,
+    grace: Duration,
+) -> (
+    workforce_worker::StopRequester,
+    tokio::task::JoinHandle<Result<Value, HandlerError>>,
+) {
+    let (requester, signal) = StopSignal::channel(grace);
+    let t = task(json!(null)).with_stop_signal(signal);
+    let running = tokio::spawn(async move { CommandHandler::new(command).run(&t).await });
+    (requester, running)
+}
+
+/// The whitespace-separated pids a command wrote to `path`, once it has written a whole line.
+async fn pids_written_to(
+    path: &Path,
+    running: &tokio::task::JoinHandle<Result<Value, HandlerError>>,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text.split_whitespace().map(str::to_owned).collect();
+        }
+        assert!(
+            !running.is_finished(),
+            "the command ended before it started"
+        );
+        assert!(Instant::now() < deadline, "the command did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(target_os = "linux")]
+async fn wait_until_gone(pids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for pid in pids {
+        while is_alive(pid) {
+            assert!(Instant::now() < deadline, "{pid} still running");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn finished(
+    running: tokio::task::JoinHandle<Result<Value, HandlerError>>,
+) -> Result<Value, HandlerError> {
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the handler returned")
+        .expect("no panic")
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_stop_sends_sigterm_to_the_group_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (pids, marker) = (dir.path().join("pids"), dir.path().join("marker"));
+    // The trap is set before the pids are written, so the stop cannot come before it.
+    let command = format!(
+        "trap 'echo got TERM > {marker}; exit 0' TERM; sleep 600 & echo $$ $! > {pids}; wait",
+        marker = marker.display(),
+        pids = pids.display()
+    );
+    // A grace far longer than the test may take: only TERM can end it in time.
+    let (stop, running) = start_stoppable(command, Duration::from_secs(600));
+    let pids = pids_written_to(&pids, &running).await;
+    stop.request();
+
+    let message = retryable(finished(running).await);
+    assert!(
+        message.starts_with("stopped on request: the command ended after SIGTERM"),
+        "{message}"
+    );
+    let marked = std::fs::read_to_string(&marker).expect("the trap ran");
+    assert_eq!(marked.trim(), "got TERM");
+    // The shell and its child, which took the TERM sent to the group.
+    wait_until_gone(&pids).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_command_that_ignores_sigterm_is_killed_after_the_grace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    let command = format!(
+        "trap '' TERM; sleep 600 & echo $$ $! > {}; wait",
+        pids.display()
+    );
+    let grace = Duration::from_millis(300);
+    let (stop, running) = start_stoppable(command, grace);
+    let pids = pids_written_to(&pids, &running).await;
+    let requested = Instant::now();
+    stop.request();
+
+    let message = retryable(finished(running).await);
+    assert!(requested.elapsed() >= grace, "{:?}", requested.elapsed());
+    assert!(
+        message.starts_with(
+            "stopped on request: the command was still running 300ms after SIGTERM; killed"
+        ),
+        "{message}"
+    );
+    wait_until_gone(&pids).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_timeout_cuts_a_stop_grace_short() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    let command = format!(
+        "trap '' TERM; sleep 600 & echo $$ $! > {}; wait",
+        pids.display()
+    );
+    let (stop, signal) = StopSignal::channel(Duration::from_secs(600));
+    let mut t = task(json!(null)).with_stop_signal(signal);
+    t.timeout = Duration::from_secs(2);
+    let running = tokio::spawn(async move { CommandHandler::new(command).run(&t).await });
+    let pids = pids_written_to(&pids, &running).await;
+    stop.request();
+
+    let message = retryable(finished(running).await);
+    assert!(
+        message.starts_with(
+            "stopped on request: the command was still running after SIGTERM at its timeout of 2s; killed"
+        ),
+        "{message}"
+    );
+    wait_until_gone(&pids).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn nothing_a_stopped_command_started_outlives_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    // The shell dies of the TERM at once; its child ignores TERM and holds none of the pipes,
+    // so nothing keeps the handler waiting for it.
+    let command = format!(
+        "(trap '' TERM; exec sleep 600) </dev/null >/dev/null 2>&1 & echo $! > {}; wait",
+        pids.display()
+    );
+    let (stop, running) = start_stoppable(command, Duration::from_secs(600));
+    let pids = pids_written_to(&pids, &running).await;
+    stop.request();
+
+    let message = retryable(finished(running).await);
+    assert!(
+        message.starts_with("stopped on request: the command ended after SIGTERM"),
+        "{message}"
+    );
+    wait_until_gone(&pids).await;
+}
+
+#[tokio::test]
+async fn a_command_stopped_before_it_starts_is_not_started() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let (stop, signal) = StopSignal::channel(Duration::from_secs(1));
+    stop.request();
+    let t = task(json!(null)).with_stop_signal(signal);
+    let message = retryable(
+        CommandHandler::new(format!("touch {}", marker.display()))
+            .run(&t)
+            .await,
+    );
+    assert!(message.contains("before the command started"), "{message}");
+    assert!(!marker.exists());
 }
 
 // ---- The control file (WORKFORCE_CONTROL) ----
