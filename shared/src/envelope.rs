@@ -178,8 +178,9 @@ impl Envelope for Heartbeat {
     const KIND: &'static str = "heartbeat";
 }
 
-/// Sent by the coordinator on `<prefix>.control.stop` (core NATS) when an attempt timed out:
-/// whichever worker runs it stops it and reports nothing; its outcome no longer counts.
+/// Sent by the coordinator on `<prefix>.control.stop` (core NATS) when an attempt timed out or an
+/// operator canceled it: whichever worker runs it stops it and reports nothing; its outcome no
+/// longer counts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StopAttempt {
     pub v: u16,

@@ -83,7 +83,7 @@ pub struct WorkerArgs {
           value_parser = humantime::parse_duration)]
     pub grace_period: Option<Duration>,
 
-    /// When the coordinator asks to stop a running task (it timed it out, say), how long its
+    /// When the coordinator asks to stop a running task (it timed it out, or an operator canceled it), how long its
     /// command has between SIGTERM and SIGKILL to its process group. [default: 10s]
     #[arg(long, env = "WORKFORCE_STOP_GRACE", value_name = "DURATION",
           value_parser = humantime::parse_duration)]

@@ -55,7 +55,7 @@ pub struct WorkerConfig {
     /// How long a drain (on shutdown) waits for running tasks before handing them back.
     #[serde(with = "duration")]
     pub grace_period: Duration,
-    /// When the coordinator asks to stop a running task (it timed it out, say): how long it
+    /// When the coordinator asks to stop a running task (it timed it out, or an operator canceled it): how long it
     /// has to stop cleanly. A command's process group gets SIGTERM, then SIGKILL after
     /// this; a Rust handler sees its [`StopSignal`](crate::StopSignal) and is dropped a
     /// little after this.

@@ -1,5 +1,5 @@
 //! [`StopSignal`]: how a handler learns that the coordinator asked to stop its attempt (it no
-//! longer counts it: it timed it out, say), and how long it has to stop cleanly before the
+//! longer counts it: it timed it out, or an operator canceled it), and how long it has to stop cleanly before the
 //! worker drops it.
 
 use std::fmt;
