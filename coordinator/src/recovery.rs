@@ -166,6 +166,7 @@ mod tests {
                 worker: id("w"),
                 outcome,
                 duration_ms: 0,
+                usage: None,
             },
         }
     }

@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         worker: worker.clone(),
         outcome,
         duration_ms: 12,
+        usage: None,
     };
     write(&dir, "seed-assignment", &assignment)?;
     let output = json!({"findings": [1, -2]});

@@ -12,9 +12,13 @@ use crate::ids::{Attempt, Capability, RunId, TaskId, WorkerId};
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// The newest version of [`TaskResult`]: version 2 added `spawn` and `branch` to a succeeded
-/// outcome. A result carries the lowest version that holds it ([`Outcome::version`]), so a
-/// worker that neither spawns nor branches stays readable by coordinators that read only 1.
-pub const RESULT_VERSION: u16 = 2;
+/// outcome, version 3 the attempt's `usage`. A result carries the lowest version that holds it
+/// ([`TaskResult::version`]), so a worker that reports nothing new stays readable by older
+/// coordinators, and an older coordinator refuses (loudly) what it could not honour.
+pub const RESULT_VERSION: u16 = 3;
+
+/// The result version that added `spawn` and `branch`.
+pub const SPAWN_VERSION: u16 = 2;
 
 /// One attempt of one task, published by the coordinator to `<prefix>.tasks.<capability>`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,7 +99,7 @@ impl Outcome {
     /// The lowest result version that carries it.
     pub fn version(&self) -> u16 {
         if self.grows() {
-            RESULT_VERSION
+            SPAWN_VERSION
         } else {
             PROTOCOL_VERSION
         }
@@ -113,11 +117,116 @@ pub struct TaskResult {
     pub outcome: Outcome,
     /// Wall time the attempt took on the worker, for operators; the scheduler ignores it.
     pub duration_ms: u64,
+    /// What the attempt used, as its handler reported it, successful or not (version 3):
+    /// `{"tokens": N, "cost_cents": N, "tool_calls": N}`, each a whole number ≥ 0, each
+    /// optional. Kept as sent: the coordinator reads it ([`Usage::read`]) and fails the attempt,
+    /// charging its estimate, when it cannot. Absent: nothing reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+}
+
+impl TaskResult {
+    /// The lowest result version that carries it.
+    pub fn version(&self) -> u16 {
+        if self.usage.is_some() {
+            RESULT_VERSION
+        } else {
+            self.outcome.version()
+        }
+    }
+}
+
+/// What an attempt used, or what a task is estimated to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub tokens: u64,
+    #[serde(default)]
+    pub cost_cents: u64,
+    #[serde(default)]
+    pub tool_calls: u64,
+}
+
+/// Why a usage report cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the usage report {found} cannot be read: {problem}")]
+pub struct UsageError {
+    /// The report, as JSON.
+    pub found: String,
+    pub problem: String,
+}
+
+impl Usage {
+    /// The names of its parts, as reports and budgets call them.
+    pub const PARTS: [&'static str; 3] = ["tokens", "cost_cents", "tool_calls"];
+
+    /// Reads a usage report: an object whose keys are among [`Usage::PARTS`], each a whole
+    /// number ≥ 0. Anything else is an error that names it; nothing is taken as zero.
+    pub fn read(report: &Value) -> Result<Usage, UsageError> {
+        let fail = |problem: String| UsageError {
+            found: report.to_string(),
+            problem,
+        };
+        let Value::Object(fields) = report else {
+            return Err(fail("it is not an object".to_owned()));
+        };
+        let mut usage = Usage::default();
+        for (key, value) in fields {
+            let slot = match key.as_str() {
+                "tokens" => &mut usage.tokens,
+                "cost_cents" => &mut usage.cost_cents,
+                "tool_calls" => &mut usage.tool_calls,
+                other => {
+                    return Err(fail(format!(
+                        "unknown field {other:?}; it may have tokens, cost_cents and tool_calls"
+                    )));
+                }
+            };
+            *slot = value.as_u64().ok_or_else(|| {
+                fail(format!(
+                    "{key} must be a whole number of at least 0, not {value}"
+                ))
+            })?;
+        }
+        Ok(usage)
+    }
+
+    /// Each part of both, added (saturating).
+    pub fn plus(self, other: Usage) -> Usage {
+        Usage {
+            tokens: self.tokens.saturating_add(other.tokens),
+            cost_cents: self.cost_cents.saturating_add(other.cost_cents),
+            tool_calls: self.tool_calls.saturating_add(other.tool_calls),
+        }
+    }
+
+    /// Each part less the other's, never below 0.
+    pub fn minus(self, other: Usage) -> Usage {
+        Usage {
+            tokens: self.tokens.saturating_sub(other.tokens),
+            cost_cents: self.cost_cents.saturating_sub(other.cost_cents),
+            tool_calls: self.tool_calls.saturating_sub(other.tool_calls),
+        }
+    }
+
+    /// A part by its name in [`Usage::PARTS`].
+    pub fn part(&self, name: &str) -> Option<u64> {
+        match name {
+            "tokens" => Some(self.tokens),
+            "cost_cents" => Some(self.cost_cents),
+            "tool_calls" => Some(self.tool_calls),
+            _ => None,
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Usage::default()
+    }
 }
 
 impl Envelope for TaskResult {
     const KIND: &'static str = "result";
-    const READS: &'static [u16] = &[PROTOCOL_VERSION, RESULT_VERSION];
+    const READS: &'static [u16] = &[PROTOCOL_VERSION, SPAWN_VERSION, RESULT_VERSION];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +359,7 @@ mod tests {
             worker: WorkerId::new("w1").expect("worker"),
             outcome,
             duration_ms: 12,
+            usage: None,
         }
     }
 
@@ -409,5 +519,47 @@ mod tests {
             let _ = decode::<TaskResult>(&bytes, 1 << 20);
             let _ = decode::<Heartbeat>(&bytes, 1 << 20);
         }
+    }
+
+    #[test]
+    fn a_usage_report_is_read_whole_or_refused_naming_the_problem() {
+        assert_eq!(
+            Usage::read(&json!({"tokens": 120, "tool_calls": 3})),
+            Ok(Usage {
+                tokens: 120,
+                cost_cents: 0,
+                tool_calls: 3
+            })
+        );
+        for (report, problem) in [
+            (
+                json!({"tokens": -5}),
+                "tokens must be a whole number of at least 0, not -5",
+            ),
+            (
+                json!({"tokens": "5"}),
+                "tokens must be a whole number of at least 0, not \"5\"",
+            ),
+            (json!({"tokens": 1.5}), "not 1.5"),
+            (json!({"dollars": 2}), "unknown field \"dollars\""),
+            (json!([1]), "it is not an object"),
+        ] {
+            let error = Usage::read(&report).expect_err("unreadable");
+            assert!(error.to_string().contains(problem), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_result_carries_the_lowest_version_that_holds_it() {
+        let mut r = result(Outcome::succeeded(json!(1)));
+        assert_eq!(r.version(), PROTOCOL_VERSION);
+        r.outcome = Outcome::Succeeded {
+            output: json!(1),
+            spawn: Vec::new(),
+            branch: Some(Vec::new()),
+        };
+        assert_eq!(r.version(), SPAWN_VERSION);
+        r.usage = Some(json!({"tokens": 1}));
+        assert_eq!(r.version(), RESULT_VERSION);
     }
 }

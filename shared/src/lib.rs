@@ -34,7 +34,8 @@ pub use backoff::retry_delay_ms;
 pub use codec::{CodecError, Envelope, decode, encode};
 pub use envelope::{
     Assignment, AttemptError, DeadLetter, Heartbeat, Instance, Outcome, PROTOCOL_VERSION,
-    RESULT_VERSION, StopAttempt, TaskResult, UpstreamError, UpstreamStatus, WorkerState,
+    RESULT_VERSION, SPAWN_VERSION, StopAttempt, TaskResult, UpstreamError, UpstreamStatus, Usage,
+    UsageError, WorkerState,
 };
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
 pub use plan::{

@@ -376,6 +376,7 @@ async fn garbage_on_every_subject_is_rejected_and_changes_nothing() -> anyhow::R
             worker: "w1".parse()?,
             outcome: Outcome::succeeded(json!("x")),
             duration_ms: 1,
+            usage: None,
         })?;
         bytes[..bytes.len() / 2].to_vec()
     };
@@ -388,6 +389,7 @@ async fn garbage_on_every_subject_is_rejected_and_changes_nothing() -> anyhow::R
             worker: "intruder".parse()?,
             outcome: Outcome::succeeded(json!("forged")),
             duration_ms: 1,
+            usage: None,
         })?)
     };
     let ghost_run = "ghost".parse()?;

@@ -142,6 +142,7 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
         worker: env.worker.clone(),
         outcome,
         duration_ms,
+        usage: None,
     };
     // A result the server would refuse could never be stored: fit it to the server's limit too.
     let limit = env

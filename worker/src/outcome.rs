@@ -151,6 +151,7 @@ mod tests {
             worker: WorkerId::new("w").expect("worker"),
             outcome,
             duration_ms: 5,
+            usage: None,
         }
     }
 

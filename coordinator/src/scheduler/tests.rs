@@ -62,6 +62,7 @@ fn result(task: &str, attempt: u32, outcome: Outcome) -> Input {
             worker: id("w1"),
             outcome,
             duration_ms: 1,
+            usage: None,
         },
     }
 }
@@ -866,6 +867,7 @@ fn a_small_run_beside_a_large_one_of_equal_priority_gets_its_share_at_once() {
                 worker: id("w1"),
                 outcome: Outcome::succeeded(json!(null)),
                 duration_ms: 1,
+                usage: None,
             },
         };
         dispatched_runs(&s.apply(&input))

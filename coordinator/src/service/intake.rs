@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
-use workforce_shared::{Heartbeat, PROTOCOL_VERSION, Subjects, TaskResult, decode, encode};
+use workforce_shared::{Heartbeat, RESULT_VERSION, Subjects, TaskResult, decode, encode};
 
 use crate::api::{ApiError, ApiErrorKind, ApiRequest, ApiResponse, Request};
 
@@ -115,10 +115,14 @@ fn accept_result(
             result.run, result.task
         ));
     }
-    if result.v == PROTOCOL_VERSION && result.outcome.grows() {
-        return Err(
-            "a version 1 result carries spawn or branch, which need protocol version 2".to_owned(),
-        );
+    // A field newer than the version it came with: refused, not half read.
+    if result.v < result.version() {
+        let what = if result.usage.is_some() && result.v < RESULT_VERSION {
+            "usage, which needs protocol version 3"
+        } else {
+            "spawn or branch, which need protocol version 2"
+        };
+        return Err(format!("a version {} result carries {what}", result.v));
     }
     Ok(result)
 }
@@ -200,7 +204,7 @@ pub(super) async fn api(
 mod tests {
     use serde_json::json;
     use workforce_shared::{
-        Attempt, Outcome, Prefix, RESULT_VERSION, RunId, TaskId, WorkerId, encode,
+        Attempt, Outcome, PROTOCOL_VERSION, Prefix, RunId, SPAWN_VERSION, TaskId, WorkerId, encode,
     };
 
     use super::*;
@@ -218,6 +222,7 @@ mod tests {
             worker: WorkerId::new("w1").expect("worker"),
             outcome,
             duration_ms: 3,
+            usage: None,
         }
     }
 
@@ -241,11 +246,28 @@ mod tests {
     }
 
     #[test]
-    fn versions_1_and_2_are_read() {
+    fn versions_1_2_and_3_are_read() {
         let plain = result(PROTOCOL_VERSION, Outcome::succeeded(json!(1)));
         assert_eq!(accept(&plain), Ok(plain));
-        let v2 = result(RESULT_VERSION, grows());
+        let v2 = result(SPAWN_VERSION, grows());
         assert_eq!(accept(&v2), Ok(v2));
+        let mut v3 = result(RESULT_VERSION, Outcome::succeeded(json!(1)));
+        v3.usage = Some(json!({"tokens": 5}));
+        assert_eq!(accept(&v3), Ok(v3));
+    }
+
+    #[test]
+    fn usage_in_a_result_older_than_version_3_is_refused() {
+        for v in [PROTOCOL_VERSION, SPAWN_VERSION] {
+            let mut r = result(v, grows());
+            r.usage = Some(json!({"tokens": 5}));
+            assert_eq!(
+                accept(&r),
+                Err(format!(
+                    "a version {v} result carries usage, which needs protocol version 3"
+                ))
+            );
+        }
     }
 
     #[test]

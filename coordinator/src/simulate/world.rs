@@ -486,6 +486,7 @@ impl World<'_> {
                         worker: self.workers[worker].id.clone(),
                         outcome,
                         duration_ms: 0,
+                        usage: None,
                     },
                 };
                 if self.roll(P_DUPLICATE) {

@@ -147,6 +147,7 @@ impl Writer {
                 worker: self.worker.clone(),
                 outcome,
                 duration_ms: 1,
+                usage: None,
             },
         }
     }
