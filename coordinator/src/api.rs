@@ -67,7 +67,7 @@ impl Request {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Submitted { run: RunId },
-    Status { view: RunView },
+    Status { view: Box<RunView> },
     Runs { runs: Vec<RunSummary> },
     Workers { workers: Vec<WorkerView> },
     CancelRequested { run: RunId },
@@ -258,7 +258,7 @@ impl ApiClient {
 
     pub async fn status(&self, run: &RunId) -> Result<RunView, ClientError> {
         match self.call(Request::Status { run: run.clone() }).await? {
-            Reply::Status { view } => Ok(view),
+            Reply::Status { view } => Ok(*view),
             other => Err(unexpected("status", &other)),
         }
     }

@@ -237,7 +237,8 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                 | Input::PublishFailed { .. }
                 | Input::CoordinatorStarted { .. }
                 | Input::PauseRequested { .. }
-                | Input::ResumeRequested { .. } => {}
+                | Input::ResumeRequested { .. }
+                | Input::RunDeadlinePassed { .. } => {}
             },
             Entry::Decision(decision) => {
                 if decided_task(decision).is_some() {
@@ -349,6 +350,7 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                         ledger.paused.remove(scope);
                     }
                     Decision::InputRejected { .. }
+                    | Decision::UsageCharged { .. }
                     | Decision::StopAttempt { .. }
                     | Decision::RetryScheduled { .. }
                     | Decision::ResultIgnored { .. } => {}

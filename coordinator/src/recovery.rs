@@ -62,6 +62,8 @@ pub fn recover(
     let mut dispatched: BTreeMap<Key, (u64, EventSeq, Decision)> = BTreeMap::new();
     let mut retries: BTreeMap<Key, u64> = BTreeMap::new();
     let mut letters: Vec<(EventSeq, Decision)> = Vec::new();
+    // When each run was accepted, for its deadline.
+    let mut accepted: BTreeMap<RunId, u64> = BTreeMap::new();
     let steps = groups(events)?;
     for group in &steps {
         let decisions = group.decisions();
@@ -96,6 +98,9 @@ pub fn recover(
                     let key = (run.clone(), task.clone(), *attempt);
                     retries.insert(key, group.at_ms.saturating_add(*delay_ms));
                 }
+                Decision::RunAccepted { run, .. } => {
+                    accepted.insert(run.clone(), group.at_ms);
+                }
                 Decision::DeadLettered { .. } if *seq > effects_done => {
                     letters.push((*seq, (*decision).clone()));
                 }
@@ -125,6 +130,13 @@ pub fn recover(
         let due = retries.get(&key).copied().unwrap_or(rule.floor_ms);
         let (run, task, attempt) = key;
         timers.push((due, Timer::RetryDue { run, task, attempt }));
+    }
+    for (run, deadline_ms) in scheduler.run_deadlines() {
+        let since = accepted.get(&run).copied().unwrap_or(rule.floor_ms);
+        timers.push((
+            since.saturating_add(deadline_ms),
+            Timer::RunDeadline { run },
+        ));
     }
     for (seq, decision) in letters {
         if let Some(effect) = scheduler.owed_effect(&decision) {

@@ -158,9 +158,14 @@ async fn answer(
         reason: None,
         stop_reason: None,
         paused: false,
+        usage: Default::default(),
+        attempts: 0,
+        limits: Default::default(),
         tasks: Vec::new(),
     };
-    let reply = ApiResponse::new(Ok(Reply::Status { view }));
+    let reply = ApiResponse::new(Ok(Reply::Status {
+        view: Box::new(view),
+    }));
     let subject = message.reply.expect("reply subject");
     client
         .publish(subject, encode(&reply).expect("encode").into())

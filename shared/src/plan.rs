@@ -21,6 +21,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::envelope::Usage;
 use crate::ids::{Capability, TaskId};
 
 pub use params::{
@@ -151,6 +152,10 @@ pub struct TaskSpec {
     /// task with this list spawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawns: Option<Vec<Capability>>,
+    /// What one attempt is expected to use: reserved from the run's budgets at dispatch,
+    /// settled at the result. Zero (absent): reserves nothing.
+    #[serde(default, skip_serializing_if = "Usage::is_zero")]
+    pub estimate: Usage,
 }
 
 /// A validated plan: at least one task, unique ids, known dependencies, no cycle, every
@@ -259,6 +264,16 @@ struct TaskFile {
     retry: Option<RetryFile>,
     trigger: Option<Trigger>,
     spawns: Option<Vec<String>>,
+    estimate: Option<EstimateFile>,
+}
+
+/// A task's `estimate` as written: what one attempt is expected to use.
+#[derive(Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EstimateFile {
+    tokens: Option<u64>,
+    cost_cents: Option<u64>,
+    tool_calls: Option<u64>,
 }
 
 impl Plan {
@@ -400,7 +415,10 @@ fn validate(
         timeout_ms,
         retry,
     };
-    let run_limits = file.limits.resolve();
+    let run_limits = file.limits.resolve().unwrap_or_else(|kind| {
+        plan_problem(kind);
+        Limits::default()
+    });
     if file.tasks.is_empty() {
         plan_problem(ProblemKind::Empty);
     }

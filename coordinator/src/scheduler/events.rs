@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use workforce_shared::{
-    Attempt, Capability, Plan, RunId, TaskId, TaskResult, TaskSpec, Trigger, WorkerId,
+    Attempt, Capability, Plan, RunId, TaskId, TaskResult, TaskSpec, Trigger, Usage, WorkerId,
 };
 
 /// The version of the scheduling rules. Every run records the version it was accepted under
@@ -78,6 +78,8 @@ pub enum Input {
     PauseRequested { scope: PauseScope },
     /// An operator asked to dispatch again what a pause held.
     ResumeRequested { scope: PauseScope },
+    /// The run's `deadline` (wall time from its submission) has passed.
+    RunDeadlinePassed { run: RunId },
 }
 
 /// What a pause holds: one run, or one capability for every run.
@@ -199,6 +201,15 @@ pub enum Decision {
     Resumed {
         scope: PauseScope,
     },
+    /// An attempt that ended is charged to its run's budgets: what its worker reported
+    /// (`reported`), or else its task's estimate. Releases the estimate reserved at dispatch.
+    UsageCharged {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        usage: Usage,
+        reported: bool,
+    },
     /// A result that changes nothing: recorded so that the log explains every message.
     ResultIgnored {
         run: RunId,
@@ -257,6 +268,9 @@ pub enum FailureCause {
     /// The attempt succeeded, but what it asked to add to the run (a spawn, a branch) is
     /// invalid: every problem, as the plan checker words it. Nothing of it was applied.
     ControlRefused { problems: Vec<String> },
+    /// The worker's usage report cannot be read (the reader's words): the attempt counts as
+    /// failed, and its estimate is charged.
+    UsageUnreadable { error: String },
 }
 
 impl FailureCause {
@@ -266,6 +280,7 @@ impl FailureCause {
             FailureCause::Worker { permanent, .. } => *permanent,
             FailureCause::TimedOut { .. } => false,
             FailureCause::Unpublishable { .. } | FailureCause::ControlRefused { .. } => true,
+            FailureCause::UsageUnreadable { .. } => false,
         }
     }
 
@@ -275,7 +290,8 @@ impl FailureCause {
             FailureCause::Worker { worker, .. } => worker.clone(),
             FailureCause::TimedOut { .. }
             | FailureCause::Unpublishable { .. }
-            | FailureCause::ControlRefused { .. } => WorkerId::sanitized(COORDINATOR),
+            | FailureCause::ControlRefused { .. }
+            | FailureCause::UsageUnreadable { .. } => WorkerId::sanitized(COORDINATOR),
         }
     }
 }
@@ -292,6 +308,28 @@ pub enum CancelReason {
     RunCanceled,
     /// An operator canceled this task, with a note.
     OperatorCanceled { note: Option<String> },
+    /// The run was stopped before it could finish.
+    RunStopped { reason: StopReason },
+}
+
+/// Why a run was stopped before it could finish by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StopReason {
+    /// Its usage of `budget` (`tokens`, `cost_cents` or `tool_calls`) reached its limit, or
+    /// what is left of it cannot cover any task that waits while nothing runs to free it.
+    BudgetExhausted {
+        budget: String,
+        limit: u64,
+        used: u64,
+    },
+    /// Its attempts reached `[limits] attempts` with work left.
+    TooManyAttempts { limit: u32 },
+    /// Its `[limits] deadline` passed.
+    DeadlineExceeded { deadline_ms: u64 },
+    /// An operator canceled it, with an optional note (shown, never recorded as a stop: a
+    /// canceled run's outcome is `canceled`).
+    Canceled { note: Option<String> },
 }
 
 /// Why a task was skipped.
@@ -315,6 +353,10 @@ pub enum RunOutcome {
         task: TaskId,
     },
     Canceled,
+    /// A limit stopped it.
+    Stopped {
+        reason: StopReason,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +405,9 @@ impl fmt::Display for FailureCause {
                 )
             }
             FailureCause::Unpublishable { failure } => write!(f, "not published: {failure}"),
+            FailureCause::UsageUnreadable { error } => {
+                write!(f, "the attempt's usage cannot be charged: {error}")
+            }
             FailureCause::ControlRefused { problems } => {
                 write!(
                     f,
@@ -397,8 +442,39 @@ impl fmt::Display for CancelReason {
         match self {
             CancelReason::UpstreamFailed { task } => write!(f, "upstream task {task} failed"),
             CancelReason::RunCanceled => write!(f, "run canceled by operator"),
+            CancelReason::RunStopped { reason } => write!(f, "run stopped: {reason}"),
             CancelReason::OperatorCanceled { note: None } => write!(f, "canceled by operator"),
             CancelReason::OperatorCanceled { note: Some(note) } => {
+                write!(f, "canceled by operator: {note}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::BudgetExhausted {
+                budget,
+                limit,
+                used,
+            } => write!(
+                f,
+                "budget exhausted: {budget} used {used} of its limit {limit}"
+            ),
+            StopReason::TooManyAttempts { limit } => {
+                write!(
+                    f,
+                    "too many attempts: all {limit} allowed were made, with work left"
+                )
+            }
+            StopReason::DeadlineExceeded { deadline_ms } => write!(
+                f,
+                "deadline exceeded: it ran past its deadline of {}",
+                humantime::format_duration(std::time::Duration::from_millis(*deadline_ms))
+            ),
+            StopReason::Canceled { note: None } => write!(f, "canceled by operator"),
+            StopReason::Canceled { note: Some(note) } => {
                 write!(f, "canceled by operator: {note}")
             }
         }
@@ -441,12 +517,13 @@ impl Input {
             Input::CoordinatorStarted { .. } => Self::KINDS[8],
             Input::PauseRequested { .. } => Self::KINDS[9],
             Input::ResumeRequested { .. } => Self::KINDS[10],
+            Input::RunDeadlinePassed { .. } => Self::KINDS[11],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "run_submitted",
         "result_received",
         "retry_due",
@@ -458,6 +535,7 @@ impl Input {
         "coordinator_started",
         "pause_requested",
         "resume_requested",
+        "run_deadline_passed",
     ];
 }
 
@@ -481,12 +559,13 @@ impl Decision {
             Decision::TaskSkipped { .. } => Self::KINDS[13],
             Decision::Paused { .. } => Self::KINDS[14],
             Decision::Resumed { .. } => Self::KINDS[15],
+            Decision::UsageCharged { .. } => Self::KINDS[16],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 16] = [
+    pub const KINDS: [&'static str; 17] = [
         "run_accepted",
         "input_rejected",
         "task_ready",
@@ -503,6 +582,7 @@ impl Decision {
         "task_skipped",
         "paused",
         "resumed",
+        "usage_charged",
     ];
 
     /// The run the decision is about, if any.
@@ -520,7 +600,8 @@ impl Decision {
             | Decision::RunFinished { run, .. }
             | Decision::ResultIgnored { run, .. }
             | Decision::TasksSpawned { run, .. }
-            | Decision::TaskSkipped { run, .. } => Some(run),
+            | Decision::TaskSkipped { run, .. }
+            | Decision::UsageCharged { run, .. } => Some(run),
             Decision::Paused { scope } | Decision::Resumed { scope } => match scope {
                 PauseScope::Run { run } => Some(run),
                 PauseScope::Capability { .. } => None,

@@ -88,7 +88,8 @@ impl Scheduler {
             | Input::PublishFailed { .. }
             | Input::CoordinatorStarted { .. }
             | Input::PauseRequested { .. }
-            | Input::ResumeRequested { .. } => {}
+            | Input::ResumeRequested { .. }
+            | Input::RunDeadlinePassed { .. } => {}
         }
     }
 
@@ -158,6 +159,8 @@ impl Scheduler {
                 }
                 state.tasks[index].phase = Phase::Running { attempt: *attempt };
                 state.tasks[index].started += 1;
+                state.attempts = state.attempts.saturating_add(1);
+                state.reserved = state.reserved.plus(state.plan.tasks[index].estimate);
                 let key = state.ready_key(index);
                 if let Some(queue) = self.ready.get_mut(capability) {
                     queue.remove(&key);
@@ -323,6 +326,15 @@ impl Scheduler {
                     state.cancel_note.clone_from(note);
                 }
                 state.outcome = Some(outcome.clone());
+            }
+            Decision::UsageCharged {
+                run, task, usage, ..
+            } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                let estimate = state.plan.tasks[index].estimate;
+                state.reserved = state.reserved.minus(estimate);
+                state.used = state.used.plus(*usage);
+                state.tasks[index].used = state.tasks[index].used.plus(*usage);
             }
             Decision::Paused { scope } | Decision::Resumed { scope } => {
                 let pause = matches!(decision, Decision::Paused { .. });

@@ -24,6 +24,7 @@
 //! - `settle`: checking a spawn or branch, and applying the trigger rules after tasks end.
 //! - `view`: what `status`, `runs` and `workers` show.
 
+mod budget;
 mod events;
 mod evolve;
 mod ready;
@@ -47,11 +48,12 @@ use settle::{Judgement, Settle};
 
 pub use events::{
     COORDINATOR, CancelReason, Decision, FailureCause, IgnoreReason, Input, PauseScope,
-    PublishFailure, Rejection, RunOutcome, SEMANTICS_VERSION, SkipReason, WorkerLeftReason,
+    PublishFailure, Rejection, RunOutcome, SEMANTICS_VERSION, SkipReason, StopReason,
+    WorkerLeftReason,
 };
 pub use evolve::RestoreError;
 pub use step::{Effect, Fate, Step, Timer};
-pub use view::{RunStatus, RunSummary, RunView, StopReason, TaskStatus, TaskView, WorkerView};
+pub use view::{RunStatus, RunSummary, RunView, TaskStatus, TaskView, WorkerView};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct WorkerInfo {
@@ -130,6 +132,7 @@ impl Scheduler {
                     self.fail(&input, run, index, *attempt, cause, &mut out);
                 }
             }
+            Input::RunDeadlinePassed { run } => self.deadline_passed(&input, run, &mut out),
             Input::PauseRequested { scope } => self.pause(&input, scope, true, &mut out),
             Input::ResumeRequested { scope } => self.pause(&input, scope, false, &mut out),
             // Facts the state takes in `observe`; what they free up is dispatched below.
@@ -218,6 +221,13 @@ impl Scheduler {
             return;
         };
         let run = &result.run;
+        // An unreadable usage report fails the attempt, whatever it did; its estimate is
+        // charged (budgets fail closed).
+        if let Err(error) = Self::reported(input, run, &result.task, result.attempt) {
+            let cause = FailureCause::UsageUnreadable { error };
+            self.fail(input, run, index, result.attempt, cause, out);
+            return;
+        }
         match &result.outcome {
             Outcome::Succeeded { spawn, branch, .. } => {
                 let grown = match self.check_growth(run, index, spawn, branch.as_deref()) {
@@ -234,6 +244,7 @@ impl Scheduler {
                     attempt: result.attempt,
                 };
                 self.emit(input, completed, out);
+                self.charge(input, run, index, result.attempt, out);
                 let before = self.runs.get(run).map_or(0, |state| state.tasks.len());
                 if !grown.spawned.is_empty() {
                     let spawned = Decision::TasksSpawned {
@@ -242,6 +253,9 @@ impl Scheduler {
                         tasks: grown.spawned,
                     };
                     self.emit(input, spawned, out);
+                }
+                if self.stop_if_exhausted(input, run, out) {
+                    return;
                 }
                 let after = self.runs.get(run).map_or(0, |state| state.tasks.len());
                 let mut settle = Settle::fresh(before..after);
@@ -293,6 +307,7 @@ impl Scheduler {
             cause,
         };
         self.emit(input, failed, out);
+        self.charge(input, run, index, attempt, out);
         if let Some((next, delay_ms)) = retry {
             let decision = Decision::RetryScheduled {
                 run: run.clone(),
@@ -301,6 +316,7 @@ impl Scheduler {
                 delay_ms,
             };
             self.emit(input, decision, out);
+            self.stop_if_exhausted(input, run, out);
             return;
         }
         let dead = Decision::DeadLettered {
@@ -312,7 +328,9 @@ impl Scheduler {
         let mut settle = Settle::default();
         settle.ended.push_back((index, None));
         self.settle(input, run, settle, out);
-        self.finish_if_done(input, run, out);
+        if !self.stop_if_exhausted(input, run, out) {
+            self.finish_if_done(input, run, out);
+        }
     }
 
     /// The task's index and timeout when `attempt` is the one running; a late timer or a
@@ -413,12 +431,16 @@ impl Scheduler {
                 Some(_) => CancelReason::OperatorCanceled { note: note.clone() },
                 None => CancelReason::RunCanceled,
             };
+            let index = self.runs.get(run).and_then(|state| state.index_of(&id));
             let decision = Decision::TaskCanceled {
                 run: run.clone(),
                 task: id,
                 reason,
             };
             self.emit(input, decision, out);
+            if let (Some(attempt), Some(index)) = (running, index) {
+                self.charge(input, run, index, attempt, out);
+            }
         }
         if task.is_none() {
             let finished = Decision::RunFinished {
@@ -526,11 +548,18 @@ impl Scheduler {
                 if running >= capacity {
                     break;
                 }
-                let paused = &self.paused_runs;
+                let (paused, runs, run_ids) = (&self.paused_runs, &self.runs, &self.run_ids);
+                let held = |run_seq: u64, task: usize| {
+                    paused.contains(&run_seq)
+                        || run_ids
+                            .get(&run_seq)
+                            .and_then(|run| runs.get(run))
+                            .is_some_and(|state| budget::blocking_limit(state, task).is_some())
+                };
                 let Some(key) = self
                     .ready
                     .get(&capability)
-                    .and_then(|queue| queue.next(|run_seq| paused.contains(&run_seq)))
+                    .and_then(|queue| queue.next(held))
                 else {
                     break;
                 };
@@ -556,6 +585,7 @@ impl Scheduler {
                 self.emit(input, decision, out);
             }
         }
+        self.stop_stuck_runs(input, out);
     }
 
     /// Attempts that are dispatched and unfinished.
@@ -592,6 +622,15 @@ impl Scheduler {
     /// Whether `attempt` of the task is the one running now.
     pub fn is_running(&self, run: &RunId, task: &TaskId, attempt: Attempt) -> bool {
         self.running_task(run, task, attempt).is_some()
+    }
+
+    /// Unfinished runs with a deadline, and the deadline (ms from submission).
+    pub fn run_deadlines(&self) -> Vec<(RunId, u64)> {
+        self.runs
+            .values()
+            .filter(|state| state.outcome.is_none())
+            .filter_map(|state| Some((state.id.clone(), state.plan.limits.deadline_ms?)))
+            .collect()
     }
 
     /// A task of a run, as the run holds it (spawned ones included).

@@ -67,8 +67,9 @@ impl ReadyQueue {
         self.levels.is_empty()
     }
 
-    /// The next task to dispatch, skipping runs that may not dispatch (`held`).
-    pub(super) fn next(&self, held: impl Fn(u64) -> bool) -> Option<ReadyKey> {
+    /// The next task to dispatch, skipping tasks that may not be dispatched now (`held`, given
+    /// the run's sequence and the task).
+    pub(super) fn next(&self, held: impl Fn(u64, usize) -> bool) -> Option<ReadyKey> {
         for (level, runs) in &self.levels {
             // The runs after the cursor, then from the first up to it.
             let (after, wrapped) = match self.cursor {
@@ -78,9 +79,11 @@ impl ReadyQueue {
                 ),
                 None => (runs.range(..), runs.range(..0)),
             };
-            if let Some((&run_seq, tasks)) = after.chain(wrapped).find(|(seq, _)| !held(**seq))
-                && let Some(&task) = tasks.first()
-            {
+            let found = after.chain(wrapped).find_map(|(&run_seq, tasks)| {
+                let task = tasks.iter().copied().find(|&task| !held(run_seq, task))?;
+                Some((run_seq, task))
+            });
+            if let Some((run_seq, task)) = found {
                 return Some(ReadyKey {
                     level: *level,
                     run_seq,
@@ -108,7 +111,11 @@ mod tests {
     }
 
     /// Takes `n` tasks as dispatch would: next, remove, serve.
-    fn take(queue: &mut ReadyQueue, n: usize, held: impl Fn(u64) -> bool) -> Vec<(u64, usize)> {
+    fn take(
+        queue: &mut ReadyQueue,
+        n: usize,
+        held: impl Fn(u64, usize) -> bool,
+    ) -> Vec<(u64, usize)> {
         let mut taken = Vec::new();
         for _ in 0..n {
             let Some(next) = queue.next(&held) else { break };
@@ -128,7 +135,7 @@ mod tests {
         for task in 0..2 {
             queue.insert(key(0, 0, 1, task));
         }
-        let taken = take(&mut queue, 6, |_| false);
+        let taken = take(&mut queue, 6, |_, _| false);
         assert_eq!(taken, [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (0, 3)]);
     }
 
@@ -139,7 +146,7 @@ mod tests {
         queue.insert(key(1, 0, 1, 0));
         queue.insert(key(1, 5, 2, 0));
         queue.insert(key(1, 5, 2, 1));
-        let taken = take(&mut queue, 4, |_| false);
+        let taken = take(&mut queue, 4, |_, _| false);
         assert_eq!(taken, [(2, 0), (2, 1), (1, 0), (0, 0)]);
     }
 
@@ -148,9 +155,9 @@ mod tests {
         let mut queue = ReadyQueue::default();
         queue.insert(key(0, 0, 0, 0));
         queue.insert(key(0, 0, 1, 0));
-        assert_eq!(take(&mut queue, 2, |run| run == 0), [(1, 0)]);
+        assert_eq!(take(&mut queue, 2, |run, _| run == 0), [(1, 0)]);
         assert!(!queue.is_empty());
-        assert_eq!(take(&mut queue, 2, |_| false), [(0, 0)]);
+        assert_eq!(take(&mut queue, 2, |_, _| false), [(0, 0)]);
         assert!(queue.is_empty());
     }
 }

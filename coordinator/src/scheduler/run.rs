@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use workforce_shared::{
-    Attempt, Plan, RunId, TaskId, TaskSpec, UpstreamCounts, UpstreamError, UpstreamStatus,
+    Attempt, Plan, RunId, TaskId, TaskSpec, UpstreamCounts, UpstreamError, UpstreamStatus, Usage,
 };
 
 use super::ready::{Level, ReadyKey};
@@ -120,6 +120,8 @@ pub(super) struct TaskState {
     pub(super) parent: Option<usize>,
     /// Spawn depth: 0 for the plan's tasks, the parent's + 1 for spawned ones.
     pub(super) depth: u32,
+    /// What its attempts were charged, summed.
+    pub(super) used: Usage,
 }
 
 #[derive(Clone, Debug)]
@@ -146,6 +148,12 @@ pub(super) struct RunState {
     pub(super) outcome: Option<RunOutcome>,
     /// The operator's note, once the run was canceled with one.
     pub(super) cancel_note: Option<String>,
+    /// What its ended attempts were charged, summed.
+    pub(super) used: Usage,
+    /// The estimates of its attempts in flight.
+    pub(super) reserved: Usage,
+    /// Attempts dispatched, all tasks together.
+    pub(super) attempts: u32,
 }
 
 impl RunState {
@@ -168,6 +176,9 @@ impl RunState {
             dead_letters: Vec::new(),
             outcome: None,
             cancel_note: None,
+            used: Usage::default(),
+            reserved: Usage::default(),
+            attempts: 0,
         };
         let added = state.add_tasks(std::mem::take(&mut tasks), None);
         debug_assert_eq!(added.len(), state.tasks.len());
@@ -195,6 +206,7 @@ impl RunState {
                 counts: UpstreamCounts::default(),
                 parent,
                 depth,
+                used: Usage::default(),
             });
             self.dependents.push(Vec::new());
             self.upstream.push(Vec::new());

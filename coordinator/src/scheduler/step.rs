@@ -54,6 +54,8 @@ pub enum Effect {
     Stop(StopAttempt),
     /// Publish this dead letter.
     DeadLetter(DeadLetter),
+    /// After `delay_ms`, feed [`Input::RunDeadlinePassed`].
+    ArmRunDeadline { run: RunId, delay_ms: u64 },
 }
 
 /// A timer the I/O layer (or the simulator) keeps for the scheduler.
@@ -71,6 +73,8 @@ pub enum Timer {
         task: TaskId,
         attempt: Attempt,
     },
+    /// The run's `[limits] deadline` has passed.
+    RunDeadline { run: RunId },
 }
 
 impl Timer {
@@ -79,6 +83,7 @@ impl Timer {
         match self {
             Timer::RetryDue { run, task, attempt } => Input::RetryDue { run, task, attempt },
             Timer::Deadline { run, task, attempt } => Input::AttemptTimedOut { run, task, attempt },
+            Timer::RunDeadline { run } => Input::RunDeadlinePassed { run },
         }
     }
 }
@@ -128,8 +133,15 @@ impl Scheduler {
             Decision::DeadLettered { run, task, .. } => {
                 self.dead_letter(run, task).map(Effect::DeadLetter)
             }
-            Decision::RunAccepted { .. }
-            | Decision::TasksSpawned { .. }
+            Decision::RunAccepted { run, .. } => {
+                let delay_ms = self.runs.get(run)?.plan.limits.deadline_ms?;
+                Some(Effect::ArmRunDeadline {
+                    run: run.clone(),
+                    delay_ms,
+                })
+            }
+            Decision::TasksSpawned { .. }
+            | Decision::UsageCharged { .. }
             | Decision::TaskSkipped { .. }
             | Decision::Paused { .. }
             | Decision::Resumed { .. }

@@ -1004,3 +1004,5 @@ fn pausing_an_unknown_or_finished_run_is_refused() {
         Fate::Rejected(Rejection::RunFinished { .. })
     ));
 }
+
+mod budgets;

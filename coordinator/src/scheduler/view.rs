@@ -1,10 +1,10 @@
 //! Read-only views of the scheduler's state, as `status`, `runs` and `workers` show them.
 
 use serde::{Deserialize, Serialize};
-use workforce_shared::{Capability, RunId, TaskId, Trigger, WorkerId};
+use workforce_shared::{Capability, Limits, RunId, TaskId, Trigger, Usage, WorkerId};
 
 use super::run::{Phase, RunState};
-use super::{RunOutcome, Scheduler};
+use super::{RunOutcome, Scheduler, StopReason};
 
 /// A task's status, in the names operators use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -53,6 +53,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Canceled,
+    /// A limit stopped it: a budget, its attempts, its deadline.
+    Stopped,
 }
 
 impl RunStatus {
@@ -62,6 +64,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Canceled => "canceled",
+            RunStatus::Stopped => "stopped",
         }
     }
 }
@@ -84,17 +87,12 @@ pub struct TaskView {
     /// The task that spawned it; absent for the plan's own tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<TaskId>,
+    /// What its attempts were charged, summed.
+    #[serde(default, skip_serializing_if = "Usage::is_zero")]
+    pub usage: Usage,
     /// Why it is blocked, queued, failed, canceled or skipped.
     pub detail: Option<String>,
     pub output: Option<serde_json::Value>,
-}
-
-/// Why a run was stopped before it could finish by itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StopReason {
-    /// An operator canceled it, with an optional note.
-    Canceled { note: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +110,14 @@ pub struct RunView {
     /// An operator paused it: nothing more of it is dispatched until it is resumed.
     #[serde(default)]
     pub paused: bool,
+    /// What its attempts were charged, summed; and its attempts so far.
+    #[serde(default)]
+    pub usage: Usage,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Its limits (budgets, attempts, deadline, growth).
+    #[serde(default)]
+    pub limits: Limits,
     pub tasks: Vec<TaskView>,
 }
 
@@ -129,6 +135,8 @@ pub struct RunSummary {
     pub skipped: u32,
     #[serde(default)]
     pub paused: bool,
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,6 +171,7 @@ fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
             };
             (RunStatus::Failed, Some(reason))
         }
+        Some(RunOutcome::Stopped { reason }) => (RunStatus::Stopped, Some(reason.to_string())),
         Some(RunOutcome::Canceled) => {
             let reason = match &state.cancel_note {
                 Some(note) => format!("canceled by operator: {note}"),
@@ -204,6 +213,24 @@ impl Scheduler {
                         TaskStatus::Queued,
                         Some(format!("held: capability {} is paused", spec.capability)),
                     ),
+                    Phase::Ready if super::budget::blocking_limit(state, index).is_some() => {
+                        let limit = super::budget::blocking_limit(state, index);
+                        let why = match limit {
+                            Some(StopReason::TooManyAttempts { limit }) => {
+                                format!("the run's {limit} attempts are spent")
+                            }
+                            Some(StopReason::BudgetExhausted { budget, limit, .. }) => format!(
+                                "its estimate of {} {budget} does not fit what is left of the \
+                                 run's {limit}",
+                                spec.estimate.part(&budget).unwrap_or(0)
+                            ),
+                            _ => "a limit".to_owned(),
+                        };
+                        (
+                            TaskStatus::Blocked,
+                            Some(format!("waiting for budget: {why}")),
+                        )
+                    }
                     Phase::Ready if self.capacity(&spec.capability) == 0 => (
                         TaskStatus::Blocked,
                         Some(format!(
@@ -242,16 +269,18 @@ impl Scheduler {
                     max_attempts: spec.retry.max_attempts,
                     trigger: spec.trigger,
                     parent: task.parent.map(|p| state.plan.tasks[p].id.clone()),
+                    usage: task.used,
                     detail,
                     output,
                 }
             })
             .collect();
         let (status, reason) = run_status(state);
-        let stop_reason = match state.outcome {
+        let stop_reason = match &state.outcome {
             Some(RunOutcome::Canceled) => Some(StopReason::Canceled {
                 note: state.cancel_note.clone(),
             }),
+            Some(RunOutcome::Stopped { reason }) => Some(reason.clone()),
             _ => None,
         };
         Some(RunView {
@@ -262,6 +291,9 @@ impl Scheduler {
             reason,
             stop_reason,
             paused,
+            usage: state.used,
+            attempts: state.attempts,
+            limits: state.plan.limits,
             tasks,
         })
     }
@@ -288,6 +320,7 @@ impl Scheduler {
                     canceled: count(|p| matches!(p, Phase::Canceled { .. })),
                     skipped: count(|p| matches!(p, Phase::Skipped { .. })),
                     paused: self.paused_runs.contains(&state.seq),
+                    usage: state.used,
                 }
             })
             .collect()

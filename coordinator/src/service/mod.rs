@@ -137,7 +137,10 @@ impl Coordinator {
             match effect {
                 Effect::Assign(a) => ledger.owe(Publish::Assign(a)),
                 Effect::DeadLetter(d) => ledger.owe(Publish::DeadLetter(d)),
-                Effect::AttemptEnded { .. } | Effect::ArmRetry { .. } | Effect::Stop(_) => {}
+                Effect::AttemptEnded { .. }
+                | Effect::ArmRetry { .. }
+                | Effect::ArmRunDeadline { .. }
+                | Effect::Stop(_) => {}
             }
         }
         info!(
@@ -166,7 +169,7 @@ impl Coordinator {
         for (due, timer) in recovered.timers {
             let due = match timer {
                 Timer::Deadline { .. } => due.max(floor_ms),
-                Timer::RetryDue { .. } => due,
+                Timer::RetryDue { .. } | Timer::RunDeadline { .. } => due,
             };
             timers.arm(due, timer);
         }
@@ -357,6 +360,10 @@ impl Coordinator {
                     let due = at_ms.saturating_add(delay_ms);
                     self.timers.arm(due, Timer::RetryDue { run, task, attempt });
                 }
+                Effect::ArmRunDeadline { run, delay_ms } => {
+                    self.timers
+                        .arm(at_ms.saturating_add(delay_ms), Timer::RunDeadline { run });
+                }
                 Effect::Stop(stop) => stops.push(stop),
                 Effect::DeadLetter(letter) => self.ledger.owe(Publish::DeadLetter(letter)),
             }
@@ -469,6 +476,15 @@ fn trace(decision: &Decision) {
             info!(run_id = %run, task_id = %task, attempt = %attempt, reason = ?reason, "result ignored")
         }
         Decision::InputRejected { rejection } => warn!(rejection = %rejection, "input rejected"),
+        Decision::UsageCharged {
+            run,
+            task,
+            attempt,
+            usage,
+            reported,
+        } => {
+            debug!(run_id = %run, task_id = %task, attempt = %attempt, ?usage, reported, "usage charged")
+        }
         Decision::Paused { scope } => info!(scope = %scope, "paused"),
         Decision::Resumed { scope } => info!(scope = %scope, "resumed"),
         Decision::TasksSpawned { run, parent, tasks } => {

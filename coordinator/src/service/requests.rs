@@ -105,7 +105,9 @@ pub(super) fn query(scheduler: &Scheduler, request: Request) -> Result<Reply, Ap
     match request {
         Request::Status { run } => scheduler
             .run_view(&run)
-            .map(|view| Reply::Status { view })
+            .map(|view| Reply::Status {
+                view: Box::new(view),
+            })
             .ok_or_else(|| not_found(&run)),
         Request::Runs => Ok(Reply::Runs {
             runs: scheduler.runs(),
@@ -220,11 +222,12 @@ mod tests {
             max_attempts: 1,
             trigger: Default::default(),
             parent: None,
+            usage: Default::default(),
             detail: None,
             output: Some(json!("x".repeat(output_bytes))),
         };
         ApiResponse::new(Ok(Reply::Status {
-            view: RunView {
+            view: Box::new(RunView {
                 run: "r".parse().expect("id"),
                 name: "n".into(),
                 semantics: 1,
@@ -232,8 +235,11 @@ mod tests {
                 reason: None,
                 stop_reason: None,
                 paused: false,
+                usage: Default::default(),
+                attempts: 0,
+                limits: Default::default(),
                 tasks: vec![task],
-            },
+            }),
         }))
     }
 

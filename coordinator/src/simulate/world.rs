@@ -324,6 +324,11 @@ impl World<'_> {
                 let timer = Timer::RetryDue { run, task, attempt };
                 self.at(delay_ms, Happening::Timer { epoch, timer });
             }
+            Effect::ArmRunDeadline { run, delay_ms } => {
+                let epoch = self.epoch;
+                let timer = Timer::RunDeadline { run };
+                self.at(delay_ms, Happening::Timer { epoch, timer });
+            }
             Effect::Stop(stop) => {
                 if !self.config.faults || self.rng.unit() < P_STOP_REACHES {
                     self.stopped.insert((stop.task, stop.attempt));

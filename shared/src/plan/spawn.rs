@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::shape::find_cycle;
 use super::{Plan, PlanProblem, ProblemKind, TaskFile, TaskSpec, check_task};
 
-/// How far a run may grow, from the plan's `[limits]` table. 0 means zero, never unlimited.
+/// How far a run may grow and what it may use, from the plan's `[limits]` table. 0 means
+/// zero, never unlimited; an absent budget is no budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Tasks in one spawn.
@@ -22,6 +23,20 @@ pub struct Limits {
     pub depth: u32,
     /// Tasks in the run, its plan's own included.
     pub tasks: u32,
+    /// Budgets on what the run's attempts use, as their workers report it: the run stops once
+    /// its usage reaches one (used >= limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_cents: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<u64>,
+    /// Attempts of all the run's tasks, retries included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Wall time from submission, in ms, after which the run stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 impl Limits {
@@ -34,12 +49,37 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// The budget on one part of usage ([`crate::Usage::PARTS`]), if there is one.
+    pub fn budget(&self, part: &str) -> Option<u64> {
+        match part {
+            "tokens" => self.tokens,
+            "cost_cents" => self.cost_cents,
+            "tool_calls" => self.tool_calls,
+            _ => None,
+        }
+    }
+
+    /// Whether anything bounds what the run uses (budgets or attempts).
+    pub fn has_budgets(&self) -> bool {
+        self.tokens.is_some()
+            || self.cost_cents.is_some()
+            || self.tool_calls.is_some()
+            || self.attempts.is_some()
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             spawn: Self::DEFAULT_SPAWN,
             depth: Self::DEFAULT_DEPTH,
             tasks: Self::DEFAULT_TASKS,
+            tokens: None,
+            cost_cents: None,
+            tool_calls: None,
+            attempts: None,
+            deadline_ms: None,
         }
     }
 }
@@ -51,16 +91,32 @@ pub(super) struct LimitsFile {
     spawn: Option<u32>,
     depth: Option<u32>,
     tasks: Option<u32>,
+    tokens: Option<u64>,
+    cost_cents: Option<u64>,
+    tool_calls: Option<u64>,
+    attempts: Option<u32>,
+    deadline: Option<String>,
 }
 
 impl LimitsFile {
-    pub(super) fn resolve(&self) -> Limits {
+    /// The limits, or what is wrong with the deadline.
+    pub(super) fn resolve(&self) -> Result<Limits, ProblemKind> {
         let default = Limits::default();
-        Limits {
+        let deadline_ms = self
+            .deadline
+            .as_deref()
+            .map(|d| super::task::parse_duration("limits.deadline", d))
+            .transpose()?;
+        Ok(Limits {
             spawn: self.spawn.unwrap_or(default.spawn),
             depth: self.depth.unwrap_or(default.depth),
             tasks: self.tasks.unwrap_or(default.tasks),
-        }
+            tokens: self.tokens,
+            cost_cents: self.cost_cents,
+            tool_calls: self.tool_calls,
+            attempts: self.attempts,
+            deadline_ms,
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use super::{
     Capability, MAX_INPUT_DEPTH, ProblemKind, RetryFile, RetryPolicy, TaskDefaults, TaskFile,
     TaskId, TaskSpec,
 };
+use crate::envelope::Usage;
 
 /// What is wrong with a task's input against the limits: too large, or nested too deep.
 pub(super) fn input_problems(input: &Value, max_input_bytes: usize) -> Vec<ProblemKind> {
@@ -150,5 +151,10 @@ pub(super) fn check_task(
         timeout_ms,
         trigger: t.trigger.unwrap_or_default(),
         spawns,
+        estimate: t.estimate.map_or_else(Usage::default, |e| Usage {
+            tokens: e.tokens.unwrap_or(0),
+            cost_cents: e.cost_cents.unwrap_or(0),
+            tool_calls: e.tool_calls.unwrap_or(0),
+        }),
     })
 }

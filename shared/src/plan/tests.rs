@@ -288,7 +288,7 @@ fn limits_triggers_and_spawns_are_read_and_a_plan_over_its_own_task_limit_is_ref
         Limits {
             spawn: 0,
             depth: 2,
-            tasks: Limits::DEFAULT_TASKS,
+            ..Limits::default()
         }
     );
     assert_eq!(plan.tasks[0].spawns.as_deref(), Some(&[][..]));
@@ -310,4 +310,34 @@ fn limits_triggers_and_spawns_are_read_and_a_plan_over_its_own_task_limit_is_ref
     assert!(text.contains("line 4"), "{text}");
     assert!(text.contains("unknown variant `sometimes`"), "{text}");
     assert!(text.contains("`none_failed`"), "{text}");
+}
+
+#[test]
+fn budgets_a_deadline_and_estimates_are_read() {
+    let plan = parse_toml(
+        "[limits]\ntokens = 150000\ncost_cents = 200\ntool_calls = 300\nattempts = 500\n\
+         deadline = \"20m\"\n[[tasks]]\nid = \"a\"\ncapability = \"c\"\n\
+         estimate = { tokens = 1000, tool_calls = 2 }\n",
+    )
+    .expect("valid");
+    assert_eq!(plan.limits.tokens, Some(150_000));
+    assert_eq!(plan.limits.cost_cents, Some(200));
+    assert_eq!(plan.limits.tool_calls, Some(300));
+    assert_eq!(plan.limits.attempts, Some(500));
+    assert_eq!(plan.limits.deadline_ms, Some(20 * 60 * 1000));
+    assert_eq!(
+        plan.tasks[0].estimate,
+        crate::Usage {
+            tokens: 1000,
+            cost_cents: 0,
+            tool_calls: 2
+        }
+    );
+    let bad = problems(parse_toml(
+        "[limits]\ndeadline = \"soon\"\n[[tasks]]\nid = \"a\"\ncapability = \"c\"\n",
+    ));
+    assert!(bad[0].to_string().contains("limits.deadline"), "{bad:?}");
+    let typo = parse_toml("[[tasks]]\nid = \"a\"\ncapability = \"c\"\nestimate = { tokenz = 1 }\n")
+        .expect_err("unknown key");
+    assert!(typo.to_string().contains("tokenz"), "{typo}");
 }

@@ -30,6 +30,8 @@ mod exit {
     pub const NO_COORDINATOR: u8 = 3;
     /// The run was canceled by an operator.
     pub const RUN_CANCELED: u8 = 4;
+    /// A limit stopped the run: a budget, its attempts, its deadline.
+    pub const RUN_STOPPED: u8 = 5;
 }
 
 const AFTER_HELP: &str = "\
@@ -41,7 +43,9 @@ Exit codes:
   2  bad usage, or another error (an unreadable file, a plan the coordinator refused)
   3  no coordinator answered (within --timeout, or for --reconnect-for while following a
      run): the run's outcome is unknown, it may still be running
-  4  the run was canceled by an operator (`submit --wait`, `watch`)";
+  4  the run was canceled by an operator (`submit --wait`, `watch`)
+  5  a limit stopped the run: a budget, its attempts or its deadline (`submit --wait`,
+     `watch`)";
 
 /// Operate Workforce: validate and submit plans, follow runs, list workers, and replay or
 /// simulate event logs. `validate`, `replay` and `simulate` work without NATS; the others ask
@@ -170,7 +174,8 @@ enum Command {
     /// Submit a plan with values for its parameters; prints the run id
     Submit {
         plan: PathBuf,
-        /// Follow the run to its end; exit 0 if it succeeds, 1 if it fails, 4 if it was canceled
+        /// Follow the run to its end; exit 0 if it succeeds, 1 if it fails, 4 if it was
+        /// canceled, 5 if a limit stopped it
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
@@ -188,7 +193,7 @@ enum Command {
         coordinator: Coordinator,
     },
     /// Follow a run live, with a progress bar per task, until it ends; exit 0 if it succeeds,
-    /// 1 if it fails, 4 if it was canceled
+    /// 1 if it fails, 4 if it was canceled, 5 if a limit stopped it
     Watch {
         run: RunId,
         #[command(flatten)]

@@ -232,6 +232,7 @@ mod tests {
             max_attempts: 2,
             trigger: Default::default(),
             parent: None,
+            usage: Default::default(),
             detail: None,
             output: None,
         }

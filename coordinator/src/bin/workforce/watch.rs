@@ -174,7 +174,8 @@ impl Bars {
 }
 
 /// Follows `run` to its end. Exits 0 only if it succeeded, 1 if it failed, 4 if it was
-/// canceled; a coordinator silent for `reconnect_for` ends it with [`LostContact`].
+/// canceled, 5 if a limit stopped it; a coordinator silent for `reconnect_for` ends it with
+/// [`LostContact`].
 pub async fn watch(
     api: &ApiClient,
     run: &RunId,
@@ -238,6 +239,7 @@ pub async fn watch(
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Failed => ExitCode::from(exit::RUN_FAILED),
         RunStatus::Canceled => ExitCode::from(exit::RUN_CANCELED),
+        RunStatus::Stopped => ExitCode::from(exit::RUN_STOPPED),
         // The loop ends only once the run has.
         RunStatus::Running => ExitCode::from(exit::ERROR),
     })

@@ -272,6 +272,7 @@ fn expected(case: &PlanCase) -> Plan {
                 }),
                 trigger: Default::default(),
                 spawns: None,
+                estimate: Default::default(),
             }
         })
         .collect();
