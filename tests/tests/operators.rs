@@ -14,7 +14,7 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use workforce_coordinator::log::Event;
 use workforce_coordinator::scheduler::{
-    CancelReason, Decision, Input, RunOutcome, RunStatus, RunView, TaskStatus, TaskView,
+    CancelReason, Decision, Input, PauseScope, RunOutcome, RunStatus, RunView, TaskStatus, TaskView,
 };
 use workforce_shared::{Attempt, EventSeq, RunId};
 use workforce_tests::harness::{Cluster, WorkerSpec, decided_on, decisions, eventually};
@@ -107,6 +107,10 @@ fn position(decided: &[(u64, Decision)], pick: impl Fn(&Decision) -> bool) -> Op
 
 fn is_dispatch_of(d: &Decision, run: &RunId, task: &str) -> bool {
     matches!(d, Decision::Dispatch { run: r, task: t, .. } if r == run && t.as_str() == task)
+}
+
+fn is_completion_of(d: &Decision, run: &RunId, task: &str) -> bool {
+    matches!(d, Decision::TaskCompleted { run: r, task: t, .. } if r == run && t.as_str() == task)
 }
 
 /// The operator's cancel of `run` as recorded, and the decisions it led to.
@@ -388,5 +392,229 @@ trigger = "all_done"
         decided.iter().any(|(_, d)| matches!(d, Decision::RunFinished { outcome: RunOutcome::Failed { task }, .. } if task.as_str() == "a")),
         "the run failed by a"
     );
+    Ok(())
+}
+
+/// A command that waits for `$D/release` when its task is `held`, then prints its task id.
+fn held_until_released(dir: &Path, held: &str) -> String {
+    in_dir(
+        dir,
+        &format!(
+            r#"if [ "$WORKFORCE_TASK" = {held} ]; then
+    while [ ! -e "$D/release" ]; do sleep 0.05; done
+fi
+echo "{{\"task\": \"$WORKFORCE_TASK\"}}""#
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_run_finishes_what_runs_and_dispatches_nothing_until_resumed() -> anyhow::Result<()>
+{
+    let marks = tempfile::tempdir()?;
+    let command = held_until_released(marks.path(), "first");
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 2, &[("step", &command)])]).await?;
+    let plan = r#"
+name = "chain"
+
+[[tasks]]
+id = "first"
+capability = "step"
+
+[[tasks]]
+id = "second"
+capability = "step"
+needs = ["first"]
+"#;
+    let run = cluster.submit(plan).await?;
+    cluster.running(&run, "first", RUN_WITHIN).await?;
+    cli(&cluster, &["pause", run.as_str()]).await?;
+    std::fs::write(marks.path().join("release"), "")?;
+
+    // first's result is recorded; second becomes ready with it, and is held.
+    let held = eventually("first completes", RUN_WITHIN, || async {
+        let view = cluster.api.status(&run).await?;
+        Ok((by_task(&view)["first"].status == TaskStatus::Completed).then_some(view))
+    })
+    .await
+    .with_context(|| cluster.logs())?;
+    let second = by_task(&held)["second"].clone();
+    assert_eq!(
+        (second.status, second.started, second.detail.as_deref()),
+        (TaskStatus::Queued, 0, Some("held: the run is paused")),
+        "{held:#?}"
+    );
+    assert!(
+        held.paused && held.status == RunStatus::Running,
+        "{held:#?}"
+    );
+    let status = status_json(&cluster, &run).await?;
+    assert_eq!(status["paused"], true, "{status:#}");
+    assert_eq!(status["status"], "running", "{status:#}");
+
+    cli(&cluster, &["resume", run.as_str()]).await?;
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert_eq!(view.status, RunStatus::Succeeded, "{view:#?}");
+    assert!(!view.paused);
+
+    let events = cluster.stop_and_check().await?;
+    let decided = decisions(&events);
+    let scope = PauseScope::Run { run: run.clone() };
+    let paused = position(
+        &decided,
+        |d| matches!(d, Decision::Paused { scope: s } if *s == scope),
+    )
+    .context("the pause is recorded")?;
+    let resumed = position(
+        &decided,
+        |d| matches!(d, Decision::Resumed { scope: s } if *s == scope),
+    )
+    .context("the resume is recorded")?;
+    let first_done =
+        position(&decided, |d| is_completion_of(d, &run, "first")).context("first completed")?;
+    let second_ready = position(
+        &decided,
+        |d| matches!(d, Decision::TaskReady { task, .. } if task.as_str() == "second"),
+    )
+    .context("second became ready")?;
+    let second_dispatched =
+        position(&decided, |d| is_dispatch_of(d, &run, "second")).context("second ran")?;
+    assert!(
+        paused < first_done && first_done < resumed,
+        "first's result was recorded while paused"
+    );
+    assert!(
+        paused < second_ready && second_ready < resumed,
+        "second became ready while paused"
+    );
+    assert!(
+        resumed < second_dispatched,
+        "second was dispatched only after the resume"
+    );
+    assert!(
+        !decided[paused..resumed]
+            .iter()
+            .any(|(_, d)| matches!(d, Decision::Dispatch { .. })),
+        "nothing was dispatched while paused"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_capability_holds_its_tasks_in_every_run_while_others_work() -> anyhow::Result<()>
+{
+    let marks = tempfile::tempdir()?;
+    let x = held_until_released(marks.path(), "x-first");
+    let mut cluster =
+        Cluster::start(&[WorkerSpec::new("w1", 2, &[("x", &x), ("y", "echo done")])]).await?;
+    let plan_a = r#"
+name = "a"
+
+[[tasks]]
+id = "x-first"
+capability = "x"
+
+[[tasks]]
+id = "x-next"
+capability = "x"
+needs = ["x-first"]
+
+[[tasks]]
+id = "y-a"
+capability = "y"
+needs = ["x-first"]
+"#;
+    let plan_b = r#"
+name = "b"
+
+[[tasks]]
+id = "x-b"
+capability = "x"
+
+[[tasks]]
+id = "y-b"
+capability = "y"
+"#;
+    let run_a = cluster.submit(plan_a).await?;
+    cluster.running(&run_a, "x-first", RUN_WITHIN).await?;
+    cli(&cluster, &["pause", "--capability", "x"]).await?;
+    let run_b = cluster.submit(plan_b).await?;
+    std::fs::write(marks.path().join("release"), "")?;
+
+    // x-next becomes ready with x-first's completion, x-b was ready from the start.
+    let (a, b) = eventually("x-first and the y tasks complete", RUN_WITHIN, || async {
+        let a = cluster.api.status(&run_a).await?;
+        let b = cluster.api.status(&run_b).await?;
+        let (ta, tb) = (by_task(&a), by_task(&b));
+        let done = ta["x-first"].status == TaskStatus::Completed
+            && ta["y-a"].status == TaskStatus::Completed
+            && tb["y-b"].status == TaskStatus::Completed;
+        Ok(done.then(|| (a.clone(), b.clone())))
+    })
+    .await
+    .with_context(|| cluster.logs())?;
+    for (view, task) in [(&a, "x-next"), (&b, "x-b")] {
+        let t = by_task(view)[task];
+        assert_eq!(
+            (t.status, t.started, t.detail.as_deref()),
+            (TaskStatus::Queued, 0, Some("held: capability x is paused")),
+            "{view:#?}"
+        );
+        assert!(!view.paused, "the run itself is not paused: {view:#?}");
+    }
+
+    cli(&cluster, &["resume", "--capability", "x"]).await?;
+    for run in [&run_a, &run_b] {
+        let view = cluster.finish(run, RUN_WITHIN).await?;
+        assert_eq!(view.status, RunStatus::Succeeded, "{view:#?}");
+    }
+
+    let events = cluster.stop_and_check().await?;
+    let decided = decisions(&events);
+    let scope = PauseScope::Capability {
+        capability: "x".parse()?,
+    };
+    let paused = position(
+        &decided,
+        |d| matches!(d, Decision::Paused { scope: s } if *s == scope),
+    )
+    .context("the pause is recorded")?;
+    let resumed = position(
+        &decided,
+        |d| matches!(d, Decision::Resumed { scope: s } if *s == scope),
+    )
+    .context("the resume is recorded")?;
+    let while_paused = &decided[paused..resumed];
+    assert!(
+        !while_paused.iter().any(
+            |(_, d)| matches!(d, Decision::Dispatch { capability, .. } if capability.as_str() == "x")
+        ),
+        "no x task was dispatched while x was paused: {while_paused:#?}"
+    );
+    for (run, task) in [(&run_a, "y-a"), (&run_b, "y-b")] {
+        assert!(
+            while_paused
+                .iter()
+                .any(|(_, d)| is_dispatch_of(d, run, task))
+                && while_paused
+                    .iter()
+                    .any(|(_, d)| is_completion_of(d, run, task)),
+            "{task} ran while x was paused"
+        );
+    }
+    assert!(
+        while_paused
+            .iter()
+            .any(|(_, d)| is_completion_of(d, &run_a, "x-first")),
+        "x-first, running at the pause, finished and was recorded"
+    );
+    for (run, task) in [(&run_a, "x-next"), (&run_b, "x-b")] {
+        let dispatched = position(&decided, |d| is_dispatch_of(d, run, task))
+            .with_context(|| format!("{task} ran"))?;
+        assert!(
+            resumed < dispatched,
+            "{task} was dispatched after the resume"
+        );
+    }
     Ok(())
 }
