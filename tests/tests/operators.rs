@@ -113,6 +113,10 @@ fn is_completion_of(d: &Decision, run: &RunId, task: &str) -> bool {
     matches!(d, Decision::TaskCompleted { run: r, task: t, .. } if r == run && t.as_str() == task)
 }
 
+fn is_accepted(d: &Decision, run: &RunId) -> bool {
+    matches!(d, Decision::RunAccepted { run: r, .. } if r == run)
+}
+
 /// The operator's cancel of `run` as recorded, and the decisions it led to.
 fn decided_on_cancel<'a>(
     events: &'a [(EventSeq, Event)],
@@ -616,5 +620,123 @@ capability = "y"
             "{task} was dispatched after the resume"
         );
     }
+    Ok(())
+}
+
+/// A plan of `n` independent tasks `{name}-0..` of capability `c`, at run priority `priority`.
+fn independent(name: &str, n: usize, priority: i32) -> String {
+    let mut plan = format!("name = \"{name}\"\npriority = {priority}\n");
+    for i in 0..n {
+        plan.push_str(&format!(
+            "\n[[tasks]]\nid = \"{name}-{i}\"\ncapability = \"c\"\n"
+        ));
+    }
+    plan
+}
+
+/// The runs of capability `c`'s dispatches, in the order decided.
+fn dispatch_order(decided: &[(u64, Decision)]) -> Vec<(&RunId, &str)> {
+    decided
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decision::Dispatch { run, task, .. } => Some((run, task.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One worker of concurrency 2, so two tasks of `c` are in flight at most.
+async fn fairness_cluster() -> anyhow::Result<Cluster> {
+    Cluster::start(&[WorkerSpec::new("w1", 2, &[("c", "sleep 0.1; echo done")])]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_run_beside_a_large_one_takes_turns_at_once() -> anyhow::Result<()> {
+    let mut cluster = fairness_cluster().await?;
+    let large = cluster.submit(&independent("large", 40, 0)).await?;
+    let small = cluster.submit(&independent("small", 3, 0)).await?;
+    for run in [&large, &small] {
+        let view = cluster.finish(run, RUN_WITHIN).await?;
+        assert_eq!(view.status, RunStatus::Succeeded, "{view:#?}");
+    }
+
+    let events = cluster.stop_and_check().await?;
+    let decided = decisions(&events);
+    let order = dispatch_order(&decided);
+    assert_eq!(order.len(), 43, "{order:?}");
+    let tenth_large = order
+        .iter()
+        .enumerate()
+        .filter(|(_, (run, _))| **run == large)
+        .nth(9)
+        .map(|(i, _)| i)
+        .context("the large run's 10th dispatch")?;
+    let small_at: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, (run, _))| **run == small)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        small_at.len() == 3 && small_at.iter().all(|i| *i < tenth_large),
+        "the small run's 3 tasks were all dispatched before the large run's 10th: {order:?}"
+    );
+    // Once the small run is accepted, the two runs alternate, the small one first: it takes
+    // every other slot as the large run's tasks finish.
+    let accepted = position(&decided, |d| is_accepted(d, &small)).context("small accepted")?;
+    let after: Vec<(&RunId, &str)> = dispatch_order(&decided[accepted..])
+        .into_iter()
+        .take(5)
+        .collect();
+    let runs: Vec<&RunId> = after.iter().map(|(run, _)| *run).collect();
+    assert_eq!(
+        runs,
+        [&small, &large, &small, &large, &small],
+        "round-robin from the small run's arrival: {after:?}"
+    );
+    let small_tasks: Vec<&str> = after
+        .iter()
+        .filter(|(run, _)| **run == small)
+        .map(|(_, task)| *task)
+        .collect();
+    assert_eq!(small_tasks, ["small-0", "small-1", "small-2"], "plan order");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_higher_priority_submitted_later_is_dispatched_first() -> anyhow::Result<()> {
+    let mut cluster = fairness_cluster().await?;
+    let large = cluster.submit(&independent("large", 40, 0)).await?;
+    cluster.running(&large, "large-0", RUN_WITHIN).await?;
+    let urgent = cluster.submit(&independent("urgent", 3, 5)).await?;
+    for run in [&large, &urgent] {
+        let view = cluster.finish(run, RUN_WITHIN).await?;
+        assert_eq!(view.status, RunStatus::Succeeded, "{view:#?}");
+    }
+
+    let events = cluster.stop_and_check().await?;
+    let decided = decisions(&events);
+    let accepted = position(&decided, |d| is_accepted(d, &urgent)).context("urgent accepted")?;
+    let before = dispatch_order(&decided[..accepted]);
+    assert!(
+        before.iter().all(|(run, _)| **run == large) && before.len() < 40,
+        "the large run was under way, with tasks left, when the urgent one came: {before:?}"
+    );
+    let after = dispatch_order(&decided[accepted..]);
+    let next: Vec<(&RunId, &str)> = after.iter().take(3).copied().collect();
+    assert_eq!(
+        next,
+        [
+            (&urgent, "urgent-0"),
+            (&urgent, "urgent-1"),
+            (&urgent, "urgent-2")
+        ],
+        "the urgent run's tasks go before the rest of the large run: {after:?}"
+    );
+    assert_eq!(
+        after.len() - 3,
+        40 - before.len(),
+        "the large run's rest after"
+    );
     Ok(())
 }
