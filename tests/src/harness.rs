@@ -393,6 +393,21 @@ impl Cluster {
             .await?)
     }
 
+    /// The `workforce` CLI pointed at this cluster: `args` (a command and its arguments), then
+    /// `--nats` and `--prefix`. Killed if dropped while running.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin("workforce"));
+        command
+            .args(args)
+            .args(["--nats", &self.nats.url, "--prefix"])
+            .arg(self.subjects.prefix().to_string())
+            .env_remove("WORKFORCE_NATS_URL")
+            .env_remove("WORKFORCE_PREFIX")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
     /// Waits for the run to end and returns its final view.
     pub async fn finish(&self, run: &RunId, within: Duration) -> anyhow::Result<RunView> {
         eventually(&format!("run {run} finishes"), within, || async {
