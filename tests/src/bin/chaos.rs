@@ -840,7 +840,7 @@ async fn chaos(args: &Args) -> anyhow::Result<bool> {
                     "the run did not end within --deadline {}s",
                     args.deadline
                 )),
-                RunStatus::Failed | RunStatus::Canceled => {
+                RunStatus::Failed | RunStatus::Canceled | RunStatus::Stopped => {
                     failures.push(format!("the run {}{reason}", view.status.as_str()));
                 }
             }
