@@ -13,14 +13,18 @@
 //!   tasks it needs and everything they spawned, as recorded), and a branch skips only tasks
 //!   that need the task that branched;
 //! - **nothing paused is dispatched**: no `Dispatch` of a run, or of a capability, between its
-//!   `Paused` and its `Resumed`.
+//!   `Paused` and its `Resumed`;
+//! - **budgets hold at dispatch**: a `Dispatch` never takes a run past `[limits] attempts`, nor
+//!   past a budget counting what was charged, what attempts in flight reserve and the task's
+//!   estimate (so usage passes a budget only by what attempts in flight use beyond their
+//!   estimates).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use workforce_shared::{
-    Attempt, Capability, EventSeq, RunId, TaskId, TaskSpec, Trigger, UpstreamCounts, Verdict,
-    WorkerId,
+    Attempt, Capability, EventSeq, Limits, RunId, TaskId, TaskSpec, Trigger, UpstreamCounts, Usage,
+    Verdict, WorkerId,
 };
 
 use crate::log::{Entry, Event};
@@ -34,6 +38,7 @@ pub enum Invariant {
     DispatchFollowsReadiness,
     TriggerRules,
     PausesHold,
+    BudgetsHold,
 }
 
 impl fmt::Display for Invariant {
@@ -44,6 +49,7 @@ impl fmt::Display for Invariant {
             Invariant::DispatchFollowsReadiness => "dispatch follows readiness",
             Invariant::TriggerRules => "decisions follow the trigger rules",
             Invariant::PausesHold => "nothing paused is dispatched",
+            Invariant::BudgetsHold => "budgets hold at dispatch",
         })
     }
 }
@@ -81,7 +87,7 @@ struct Ledger {
     running: BTreeMap<Key, (Attempt, Capability)>,
     in_flight: BTreeMap<Capability, u32>,
     workers: BTreeMap<WorkerId, (Vec<Capability>, u32)>,
-    submitted: BTreeMap<RunId, Vec<TaskSpec>>,
+    submitted: BTreeMap<RunId, (Vec<TaskSpec>, Limits)>,
     graphs: BTreeMap<RunId, Graph>,
     /// What operators paused and have not resumed.
     paused: BTreeSet<PauseScope>,
@@ -95,6 +101,12 @@ struct Graph {
     children: BTreeMap<TaskId, Vec<TaskId>>,
     /// 0 completed, 1 failed (dead-lettered or canceled), 2 skipped.
     ended: BTreeMap<TaskId, u8>,
+    /// The run's limits, each task's estimate, and what was charged, reserved and attempted.
+    limits: Limits,
+    estimates: BTreeMap<TaskId, Usage>,
+    used: Usage,
+    reserved: Usage,
+    attempts: u32,
 }
 
 impl Graph {
@@ -102,7 +114,46 @@ impl Graph {
         for t in tasks {
             self.specs
                 .insert(t.id.clone(), (t.needs.clone(), t.trigger));
+            self.estimates.insert(t.id.clone(), t.estimate);
         }
+    }
+
+    /// Reserves `task`'s estimate for a dispatch, unless that would pass a budget or the
+    /// run's attempts: then what is passed.
+    fn dispatch(&mut self, task: &TaskId) -> Result<(), String> {
+        let estimate = self.estimates.get(task).copied().unwrap_or_default();
+        if let Some(limit) = self.limits.attempts
+            && self.attempts >= limit
+        {
+            return Err(format!(
+                "task {task} is dispatched as attempt {} of a run allowed {limit}",
+                self.attempts + 1
+            ));
+        }
+        for part in Usage::PARTS {
+            let (Some(limit), Some(used), Some(reserved), Some(more)) = (
+                self.limits.budget(part),
+                self.used.part(part),
+                self.reserved.part(part),
+                estimate.part(part),
+            ) else {
+                continue;
+            };
+            if used.saturating_add(reserved).saturating_add(more) > limit {
+                return Err(format!(
+                    "task {task} is dispatched with an estimate of {more} {part} while {used} are used and {reserved} reserved of a budget of {limit}"
+                ));
+            }
+        }
+        self.attempts += 1;
+        self.reserved = self.reserved.plus(estimate);
+        Ok(())
+    }
+
+    fn charge(&mut self, task: &TaskId, usage: Usage) {
+        let estimate = self.estimates.get(task).copied().unwrap_or_default();
+        self.reserved = self.reserved.minus(estimate);
+        self.used = self.used.plus(usage);
     }
 
     /// What the rule of `task` says of its upstream as recorded so far.
@@ -228,7 +279,9 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                     ledger.workers.remove(worker);
                 }
                 Input::RunSubmitted { run, plan } => {
-                    ledger.submitted.insert(run.clone(), plan.tasks.clone());
+                    ledger
+                        .submitted
+                        .insert(run.clone(), (plan.tasks.clone(), plan.limits));
                 }
                 Input::ResultReceived { .. }
                 | Input::RetryDue { .. }
@@ -248,8 +301,10 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                 match decision {
                     Decision::RunAccepted { run, .. } => {
                         checked.runs += 1;
-                        let tasks = ledger.submitted.remove(run).unwrap_or_default();
-                        ledger.graphs.entry(run.clone()).or_default().add(&tasks);
+                        let (tasks, limits) = ledger.submitted.remove(run).unwrap_or_default();
+                        let graph = ledger.graphs.entry(run.clone()).or_default();
+                        graph.limits = limits;
+                        graph.add(&tasks);
                         ledger
                             .tasks
                             .insert(run.clone(), tasks.into_iter().map(|t| t.id).collect());
@@ -278,6 +333,15 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                                 detail: format!(
                                     "attempt {attempt} of task {task} (run {run}) is dispatched while {scope} is paused"
                                 ),
+                            });
+                        }
+                        if let Some(graph) = ledger.graphs.get_mut(run)
+                            && let Err(detail) = graph.dispatch(task)
+                        {
+                            return Err(Violation {
+                                seq,
+                                invariant: Invariant::BudgetsHold,
+                                detail: format!("run {run}: {detail}"),
                             });
                         }
                         let key = (run.clone(), task.clone(), *attempt);
@@ -343,6 +407,13 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                             }
                         }
                     }
+                    Decision::UsageCharged {
+                        run, task, usage, ..
+                    } => {
+                        if let Some(graph) = ledger.graphs.get_mut(run) {
+                            graph.charge(task, *usage);
+                        }
+                    }
                     Decision::Paused { scope } => {
                         ledger.paused.insert(scope.clone());
                     }
@@ -350,7 +421,6 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                         ledger.paused.remove(scope);
                     }
                     Decision::InputRejected { .. }
-                    | Decision::UsageCharged { .. }
                     | Decision::StopAttempt { .. }
                     | Decision::RetryScheduled { .. }
                     | Decision::ResultIgnored { .. } => {}

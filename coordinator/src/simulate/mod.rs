@@ -85,6 +85,8 @@ pub struct FaultCounts {
     pub runs_canceled: u64,
     /// Pauses of the run or of a capability, each resumed later.
     pub pauses: u64,
+    /// Usage reports that cannot be read.
+    pub bad_usage: u64,
 }
 
 impl FaultCounts {
@@ -99,6 +101,7 @@ impl FaultCounts {
             + self.tasks_canceled
             + self.runs_canceled
             + self.pauses
+            + self.bad_usage
     }
 
     fn add(&mut self, other: &FaultCounts) {
@@ -112,6 +115,7 @@ impl FaultCounts {
         self.tasks_canceled += other.tasks_canceled;
         self.runs_canceled += other.runs_canceled;
         self.pauses += other.pauses;
+        self.bad_usage += other.bad_usage;
     }
 }
 
@@ -119,7 +123,7 @@ impl fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}, tasks canceled {}, runs canceled {}, pauses {}",
+            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}, tasks canceled {}, runs canceled {}, pauses {}, unreadable usage {}",
             self.timeouts,
             self.permanent_failures,
             self.workers_left,
@@ -129,7 +133,8 @@ impl fmt::Display for FaultCounts {
             self.unpublishable,
             self.tasks_canceled,
             self.runs_canceled,
-            self.pauses
+            self.pauses,
+            self.bad_usage
         )
     }
 }
@@ -264,9 +269,9 @@ pub fn check_seed(
         return Err(fail(SeedProblem::NeverSpawned { task }));
     }
     match report.summary.as_ref().map(|s| s.status) {
-        Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled) => {
-            Ok((report, checked))
-        }
+        Some(
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled | RunStatus::Stopped,
+        ) => Ok((report, checked)),
         other => Err(fail(SeedProblem::Unfinished {
             status: other.map_or("unknown", RunStatus::as_str).to_owned(),
         })),

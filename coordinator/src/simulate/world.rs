@@ -41,6 +41,8 @@ const P_CANCEL_TASK: f64 = 0.002;
 const P_CANCEL_RUN: f64 = 0.0005;
 /// An operator pauses the run or one capability, and resumes it up to 30 s later.
 const P_PAUSE: f64 = 0.003;
+/// Per attempt of a run with budgets: its worker's usage report cannot be read.
+const P_BAD_USAGE: f64 = 0.01;
 /// Per step: the coordinator dies after the commit, before the step's effects.
 const P_CRASH_AFTER_COMMIT: f64 = 0.005;
 /// Happenings before a simulation is declared stuck.
@@ -56,6 +58,7 @@ enum Happening {
         generation: u64,
         assignment: Assignment,
         outcome: Outcome,
+        usage: Option<serde_json::Value>,
     },
     /// The broker redelivers an assignment nobody acked.
     Redeliver(Assignment),
@@ -145,6 +148,8 @@ struct World<'a> {
     finished_at: Option<u64>,
     /// Spawn depth of the tasks the simulated workers spawned.
     depth: BTreeMap<TaskId, u32>,
+    /// Whether the plan has budgets: then every attempt reports usage.
+    budgeted: bool,
 }
 
 pub(super) fn run(
@@ -188,6 +193,7 @@ pub(super) fn run(
         attempts: 0,
         finished_at: None,
         depth: BTreeMap::new(),
+        budgeted: plan.limits.has_budgets(),
     };
     world.inputs.push_back(Input::CoordinatorStarted {
         semantics: SEMANTICS_VERSION,
@@ -391,6 +397,7 @@ impl World<'_> {
                 branch,
             }
         };
+        let usage = self.usage(&assignment);
         let generation = self.workers[worker].generation;
         self.workers[worker].running.push(assignment.clone());
         self.at(
@@ -400,8 +407,39 @@ impl World<'_> {
                 generation,
                 assignment,
                 outcome,
+                usage,
             },
         );
+    }
+
+    /// What the attempt reports it used: for a run with budgets or a task with an estimate,
+    /// something around the estimate (up to twice it; up to 500 tokens, 20 cents and 4 tool
+    /// calls without one), now and then a report that cannot be read.
+    fn usage(&mut self, assignment: &Assignment) -> Option<serde_json::Value> {
+        let estimate = self
+            .scheduler
+            .task_spec(&assignment.run, &assignment.task)
+            .map(|spec| spec.estimate)?;
+        if !self.budgeted && estimate.is_zero() {
+            return None;
+        }
+        if self.roll(P_BAD_USAGE) {
+            self.faults.bad_usage += 1;
+            return Some(serde_json::json!({ "tokens": -1 }));
+        }
+        let mut around = |estimate: u64, otherwise: u64| {
+            let high = if estimate == 0 {
+                otherwise
+            } else {
+                estimate * 2
+            };
+            self.rng.between(0, high)
+        };
+        Some(serde_json::json!({
+            "tokens": around(estimate.tokens, 500),
+            "cost_cents": around(estimate.cost_cents, 20),
+            "tool_calls": around(estimate.tool_calls, 4),
+        }))
     }
 
     /// What a successful attempt adds to its run: a task that declares `spawns` spawns 1, 4 or
@@ -467,6 +505,7 @@ impl World<'_> {
                 generation,
                 assignment,
                 outcome,
+                usage,
             } => {
                 if self.workers[worker].generation != generation {
                     return; // it left; the broker redelivers
@@ -482,18 +521,18 @@ impl World<'_> {
                 if self.stopped.remove(&key) {
                     return; // stopped: no result
                 }
-                let result = Input::ResultReceived {
-                    result: TaskResult {
-                        v: outcome.version(),
-                        run: assignment.run,
-                        task: assignment.task,
-                        attempt: assignment.attempt,
-                        worker: self.workers[worker].id.clone(),
-                        outcome,
-                        duration_ms: 0,
-                        usage: None,
-                    },
+                let mut result = TaskResult {
+                    v: 0,
+                    run: assignment.run,
+                    task: assignment.task,
+                    attempt: assignment.attempt,
+                    worker: self.workers[worker].id.clone(),
+                    outcome,
+                    duration_ms: 0,
+                    usage,
                 };
+                result.v = result.version();
+                let result = Input::ResultReceived { result };
                 if self.roll(P_DUPLICATE) {
                     // The ack was lost: the broker delivers the stored result again.
                     self.faults.duplicate_results += 1;
