@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use workforce_coordinator::scheduler::{RunSummary, RunView, TaskView, WorkerView};
+use workforce_shared::Usage;
 
 /// Columns holding a list ("a, b, c"): a long one shows its first items and how many more.
 /// `--json` always has all of them.
@@ -103,6 +104,39 @@ pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>])
     Ok(())
 }
 
+/// What a run or task used: "1200 tokens, 35 cents, 3 tool calls", or "-" for nothing.
+pub fn usage(usage: &Usage) -> String {
+    if usage.is_zero() {
+        return "-".to_owned();
+    }
+    format!(
+        "{} tokens, {} cents, {} tool calls",
+        usage.tokens, usage.cost_cents, usage.tool_calls
+    )
+}
+
+/// A run's usage against its limits: "tokens 1200/150000, cost_cents 35/200, attempts 5/500,
+/// deadline 20m", the parts it has a budget for (and what it used where it has none).
+pub fn budgets(view: &RunView) -> Option<String> {
+    let limits = &view.limits;
+    let mut parts = Vec::new();
+    for part in Usage::PARTS {
+        let used = view.usage.part(part).unwrap_or(0);
+        match limits.budget(part) {
+            Some(limit) => parts.push(format!("{part} {used}/{limit}")),
+            None if used > 0 => parts.push(format!("{part} {used}")),
+            None => {}
+        }
+    }
+    if let Some(limit) = limits.attempts {
+        parts.push(format!("attempts {}/{limit}", view.attempts));
+    }
+    if let Some(ms) = limits.deadline_ms {
+        parts.push(format!("deadline {}", millis(ms)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// Prints runs to stdout; a reader that went away ends the process quietly.
 pub fn runs(runs: &[RunSummary]) {
     crate::out::settle(write_runs(&mut io::stdout().lock(), runs));
@@ -127,6 +161,7 @@ pub fn write_runs(out: &mut impl Write, runs: &[RunSummary]) -> io::Result<()> {
                 r.failed.to_string(),
                 r.canceled.to_string(),
                 r.skipped.to_string(),
+                usage(&r.usage),
                 r.reason.clone().unwrap_or_default(),
             ]
         })
@@ -141,6 +176,7 @@ pub fn write_runs(out: &mut impl Write, runs: &[RunSummary]) -> io::Result<()> {
             "FAILED",
             "CANCELED",
             "SKIPPED",
+            "USAGE",
             "REASON",
         ],
         &rows,
@@ -160,6 +196,9 @@ pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
     )?;
     if let Some(reason) = &view.reason {
         writeln!(out, "reason: {reason}")?;
+    }
+    if let Some(budgets) = budgets(view) {
+        writeln!(out, "usage: {budgets}")?;
     }
     // PARENT once a task spawned, TRIGGER once a task has a rule other than all_success.
     let spawned = view.tasks.iter().any(|t| t.parent.is_some());
