@@ -124,7 +124,7 @@ fn cut(text: &str, keep: usize) -> String {
 mod tests {
     use serde_json::{Value, json};
     use workforce_shared::{
-        Attempt, Capability, PROTOCOL_VERSION, RESULT_VERSION, RunId, TaskId, WorkerId, decode,
+        Attempt, Capability, PROTOCOL_VERSION, RunId, SPAWN_VERSION, TaskId, WorkerId, decode,
     };
 
     use super::*;
@@ -193,7 +193,7 @@ mod tests {
                 branch: Some(vec!["next".into()]),
             }
         );
-        assert_eq!(outcome.version(), RESULT_VERSION);
+        assert_eq!(outcome.version(), SPAWN_VERSION);
         let plain = handler_fn(|_| async { Ok(json!(1)) });
         assert_eq!(
             invoke(&plain, task(Duration::from_secs(5))).await.version(),
@@ -295,7 +295,7 @@ mod tests {
             branch: Some(vec!["next".into()]),
         });
         r.v = r.outcome.version();
-        assert_eq!(r.v, RESULT_VERSION);
+        assert_eq!(r.v, SPAWN_VERSION);
         let full = encode(&r).expect("encode").len();
         let bytes = seal(r, 2_000).expect("seal");
         let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");

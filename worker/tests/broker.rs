@@ -14,9 +14,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
-    Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix,
-    RESULT_VERSION, RunId, StopAttempt, Subjects, TaskId, TaskResult, UpstreamError,
-    UpstreamStatus, WorkerId, WorkerState, decode, encode,
+    Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix, RunId,
+    SPAWN_VERSION, StopAttempt, Subjects, TaskId, TaskResult, UpstreamError, UpstreamStatus,
+    WorkerId, WorkerState, decode, encode,
 };
 use workforce_testkit::Nats;
 use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, WorkerError, handler_fn};
@@ -207,7 +207,7 @@ async fn a_result_that_grows_the_run_is_version_2_and_others_stay_version_1() {
 
     publish(&js, &subjects, &assignment("t1", "plan", json!(null))).await;
     let result = next_result(&mut results).await;
-    assert_eq!(result.v, RESULT_VERSION);
+    assert_eq!(result.v, SPAWN_VERSION);
     assert_eq!(
         result.outcome,
         Outcome::Succeeded {
