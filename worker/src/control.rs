@@ -5,14 +5,15 @@
 //! success carries its growth; usage counts however the attempt ended.
 //!
 //! Nothing here checks the growth: the coordinator validates a spawn against the run and fails
-//! the attempt permanently, naming every problem, if it does not fit.
+//! the attempt permanently, naming every problem, if it does not fit. A usage report is read
+//! here, so that one that cannot be read fails the attempt on the worker too.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use workforce_shared::{Trigger, Usage};
+use workforce_shared::{Trigger, Usage, UsageError};
 
 /// What an attempt asks of its run. Empty: nothing beyond its output.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -35,16 +36,43 @@ pub(crate) enum UsageReport {
     /// Nothing reported: the result has no `usage`.
     #[default]
     Nothing,
+    /// One report, as its sender wrote it (a command's control file).
+    AsGiven { report: Value, usage: Usage },
     /// Reports added up.
     Total(Usage),
+    /// A report that cannot be read. It outweighs every other report: the attempt fails, and
+    /// the report is sent as given, so the coordinator charges the task's estimate (never
+    /// zero) and records what was sent.
+    Unreadable { report: Value, error: UsageError },
 }
 
 impl UsageReport {
-    /// Both reports, added up.
+    /// A report as its sender wrote it, read.
+    pub(crate) fn given(report: Value) -> Self {
+        match Usage::read(&report) {
+            Ok(usage) => Self::AsGiven { report, usage },
+            Err(error) => Self::Unreadable { report, error },
+        }
+    }
+
+    /// Both reports: added up if both can be read, else the (first) one that cannot.
     fn and(self, other: Self) -> Self {
         match (self, other) {
+            (unreadable @ Self::Unreadable { .. }, _)
+            | (_, unreadable @ Self::Unreadable { .. }) => unreadable,
             (Self::Nothing, other) | (other, Self::Nothing) => other,
-            (Self::Total(a), Self::Total(b)) => Self::Total(a.plus(b)),
+            (
+                Self::AsGiven { usage: a, .. } | Self::Total(a),
+                Self::AsGiven { usage: b, .. } | Self::Total(b),
+            ) => Self::Total(a.plus(b)),
+        }
+    }
+
+    /// Why it cannot be read, if it cannot.
+    pub(crate) fn problem(&self) -> Option<&UsageError> {
+        match self {
+            Self::Unreadable { error, .. } => Some(error),
+            Self::Nothing | Self::AsGiven { .. } | Self::Total(_) => None,
         }
     }
 
@@ -52,6 +80,7 @@ impl UsageReport {
     pub(crate) fn to_value(&self) -> Option<Value> {
         match self {
             Self::Nothing => None,
+            Self::AsGiven { report, .. } | Self::Unreadable { report, .. } => Some(report.clone()),
             Self::Total(usage) => Some(json!({
                 "tokens": usage.tokens,
                 "cost_cents": usage.cost_cents,
@@ -300,10 +329,11 @@ mod tests {
     }
 
     #[test]
-    fn usage_reports_add_up() {
+    fn usage_reports_add_up_and_one_report_is_kept_as_given() {
         let control = Control::default();
         assert_eq!(control.usage().to_value(), None);
-        control.report_usage(UsageReport::Total(usage(5, 0, 0)));
+        control.report_usage(UsageReport::given(json!({"tokens": 5})));
+        assert_eq!(control.usage().to_value(), Some(json!({"tokens": 5})));
         control.report_usage(UsageReport::Total(usage(1, 2, 3)));
         control.report_usage(UsageReport::Nothing);
         assert_eq!(control.usage(), UsageReport::Total(usage(6, 2, 3)));
@@ -314,6 +344,19 @@ mod tests {
         // After the attempt ended nothing more is recorded.
         control.report_usage(UsageReport::Total(usage(1, 0, 0)));
         assert_eq!(control.usage(), UsageReport::Nothing);
+    }
+
+    #[test]
+    fn an_unreadable_report_outweighs_every_other_and_is_kept_as_given() {
+        let control = Control::default();
+        control.report_usage(UsageReport::Total(usage(1, 0, 0)));
+        control.report_usage(UsageReport::given(json!({"tokens": -1})));
+        control.report_usage(UsageReport::Total(usage(1, 0, 0)));
+        control.report_usage(UsageReport::given(json!("second")));
+        let reported = control.close().usage;
+        assert_eq!(reported.to_value(), Some(json!({"tokens": -1})));
+        let problem = reported.problem().expect("unreadable").to_string();
+        assert!(problem.contains("not -1"), "{problem}");
     }
 
     #[test]

@@ -115,7 +115,8 @@ impl TaskContext {
     }
 
     /// What this attempt has reported using so far, as its result will carry it (the
-    /// envelope's `usage`): `None` if nothing was reported.
+    /// envelope's `usage`): `None` if nothing was reported. A command's report is kept as it
+    /// wrote it, also one that cannot be read, which fails the attempt.
     pub fn usage(&self) -> Option<Value> {
         self.control.usage().to_value()
     }

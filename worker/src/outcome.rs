@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use serde_json::Value;
-use workforce_shared::{CodecError, Outcome, TaskResult, encode};
+use workforce_shared::{CodecError, Outcome, TaskResult, Usage, encode};
 
 use crate::control::Reported;
 use crate::handler::{Handler, TaskContext};
@@ -37,16 +37,24 @@ pub(crate) async fn invoke(handler: &dyn Handler, task: TaskContext) -> Finished
     let finished = tokio::time::timeout(timeout.saturating_add(TIMEOUT_SLACK), work).await;
     let Reported { growth, usage } = control.close();
     let failure = match finished {
-        Ok(Ok(Ok(output))) => {
-            return Finished {
-                outcome: Outcome::Succeeded {
-                    output,
-                    spawn: growth.spawn,
-                    branch: growth.branch,
-                },
-                usage: usage.to_value(),
-            };
-        }
+        Ok(Ok(Ok(output))) => match usage.problem() {
+            None => {
+                return Finished {
+                    outcome: Outcome::Succeeded {
+                        output,
+                        spawn: growth.spawn,
+                        branch: growth.branch,
+                    },
+                    usage: usage.to_value(),
+                };
+            }
+            // Budgets fail closed: a success whose usage cannot be read is no success. (A
+            // `CommandHandler` fails such an attempt itself; a handler around one may not.)
+            Some(problem) => Outcome::Failed {
+                error: problem.to_string(),
+                permanent: true,
+            },
+        },
         Ok(Ok(Err(error))) => Outcome::Failed {
             error: error.message().to_owned(),
             permanent: error.is_permanent(),
@@ -86,8 +94,9 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
 
 /// Encodes `result`, shrinking it if it exceeds `limit`: an oversized success (output or
 /// spawn) becomes a permanent failure saying so, an oversized error message is cut. A result is
-/// never dropped, keeps its usage report, and always carries the lowest version that holds what
-/// is left of it.
+/// never dropped, keeps its usage report (one too large to send, which cannot be read anyway,
+/// becomes a note saying so), and always carries the lowest version that holds what is left of
+/// it.
 pub(crate) fn seal(mut result: TaskResult, limit: usize) -> Result<Vec<u8>, CodecError> {
     let bytes = encode(&result)?;
     if bytes.len() <= limit {
@@ -124,6 +133,21 @@ pub(crate) fn seal(mut result: TaskResult, limit: usize) -> Result<Vec<u8>, Code
         Outcome::Failed { permanent, .. } => Outcome::Failed { error, permanent },
     };
     result.v = result.version();
+    let bytes = encode(&result)?;
+    if bytes.len() <= limit {
+        return Ok(bytes);
+    }
+    // Only a report that cannot be read can be this large (one that can is three numbers), and
+    // it has failed the attempt already. A note in its place cannot be read either, so the
+    // coordinator still charges the task's estimate.
+    if let Some(report) = &mut result.usage
+        && Usage::read(report).is_err()
+    {
+        let report_bytes = report.to_string().len();
+        *report = Value::String(format!(
+            "omitted: a usage report of {report_bytes} bytes of JSON, too large for one message"
+        ));
+    }
     encode(&result)
 }
 
@@ -144,10 +168,8 @@ mod tests {
         WorkerId, decode,
     };
 
-    use workforce_shared::Usage;
-
     use super::*;
-    use crate::control::SpawnTask;
+    use crate::control::{SpawnTask, UsageReport};
     use crate::handler::{HandlerError, handler_fn};
 
     fn task(timeout: Duration) -> TaskContext {
@@ -370,6 +392,27 @@ mod tests {
         assert_eq!(late.usage(), None);
     }
 
+    #[tokio::test]
+    async fn a_success_with_an_unreadable_usage_report_fails_permanently_and_keeps_it() {
+        // A handler around a command that ignored the command's failure.
+        let ignores = handler_fn(|t: TaskContext| async move {
+            t.control()
+                .report_usage(UsageReport::given(json!({"tokens": -5})));
+            t.spawn(json!({"id": "a", "capability": "c"}));
+            Ok(json!("fine"))
+        });
+        let finished = invoke(&ignores, task(Duration::from_secs(5))).await;
+        match finished.outcome {
+            Outcome::Failed { error, permanent } => {
+                assert!(permanent);
+                assert!(error.contains("the usage report"), "{error}");
+                assert!(error.contains("not -5"), "{error}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert_eq!(finished.usage, Some(json!({"tokens": -5})));
+    }
+
     #[test]
     fn small_results_are_sealed_unchanged() {
         let r = result(Outcome::succeeded(json!("fine")));
@@ -467,6 +510,27 @@ mod tests {
         ));
         assert_eq!(sealed.usage, Some(report), "the usage survives the seal");
         assert_eq!(sealed.v, RESULT_VERSION, "usage needs version 3");
+    }
+
+    #[test]
+    fn an_unreadable_usage_report_too_large_to_send_is_replaced_by_a_note() {
+        let mut r = result(Outcome::Failed {
+            error: "the usage report cannot be read".into(),
+            permanent: true,
+        });
+        r.usage = Some(json!({"notes": "n".repeat(10_000)}));
+        r.v = r.version();
+        let bytes = seal(r, 2_000).expect("seal");
+        assert!(bytes.len() <= 2_000);
+        let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");
+        let note = sealed.usage.expect("still a report");
+        let note = note.as_str().expect("a note");
+        assert!(
+            note.starts_with("omitted: a usage report of 10012 bytes"),
+            "{note}"
+        );
+        assert!(Usage::read(&json!(note)).is_err(), "still unreadable");
+        assert_eq!(sealed.v, RESULT_VERSION);
     }
 
     #[test]
