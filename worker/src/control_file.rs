@@ -123,9 +123,10 @@ impl ControlFile {
         &self.path
     }
 
-    /// What the command left in the file once it has ended; `exited_ok`: it exited 0.
-    pub(crate) async fn settle(&self, limit: usize, exited_ok: bool) -> Settled {
-        settle(self.contents(limit).await, &self.path, exited_ok)
+    /// What the command left in the file once it has ended; `succeeded`: it exited 0 (and its
+    /// stdout was sound).
+    pub(crate) async fn settle(&self, limit: usize, succeeded: bool) -> Settled {
+        settle(self.contents(limit).await, &self.path, succeeded)
     }
 
     /// The file's bytes, at most `limit` of them; empty if the file is gone.
@@ -189,11 +190,12 @@ pub(crate) struct Settled {
 }
 
 /// Settles a control file's `contents` once its command has ended: its usage report counts
-/// however the command ended; its growth only if it exited 0 (`exited_ok`).
+/// however the command ended; its growth only if the attempt otherwise succeeded (`succeeded`:
+/// exit 0, stdout sound).
 pub(crate) fn settle(
     contents: Result<Vec<u8>, ControlFileError>,
     path: &Path,
-    exited_ok: bool,
+    succeeded: bool,
 ) -> Settled {
     let written = match contents.and_then(|bytes| parse(&bytes, path)) {
         Ok(written) => written,
@@ -211,15 +213,15 @@ pub(crate) fn settle(
         path: path.to_owned(),
         source: source.clone(),
     });
-    let growth = if exited_ok && problem.is_none() {
+    let growth = if succeeded && problem.is_none() {
         written.growth
     } else {
-        if !exited_ok && !written.growth.is_empty() {
+        if !succeeded && !written.growth.is_empty() {
             tracing::warn!(
                 spawn = written.growth.spawn.len(),
                 branch = written.growth.branch.is_some(),
-                "the command failed: the spawn and branch in its control file are ignored \
-                 (they apply only when it exits 0)"
+                "the attempt failed: the spawn and branch in its control file are ignored \
+                 (only a success grows the run)"
             );
         }
         Growth::default()
@@ -341,8 +343,8 @@ mod tests {
         parse(text.as_bytes(), path()).map(|written| written.growth)
     }
 
-    fn settled(text: &str, exited_ok: bool) -> Settled {
-        settle(Ok(text.as_bytes().to_vec()), path(), exited_ok)
+    fn settled(text: &str, succeeded: bool) -> Settled {
+        settle(Ok(text.as_bytes().to_vec()), path(), succeeded)
     }
 
     fn problem(text: &str) -> String {
@@ -489,8 +491,8 @@ mod tests {
             Some(json!({}))
         );
         for text in ["", "{}", r#"{"branch": []}"#] {
-            for exited_ok in [true, false] {
-                let settled = settled(text, exited_ok);
+            for succeeded in [true, false] {
+                let settled = settled(text, succeeded);
                 assert_eq!(settled.usage, UsageReport::Nothing, "{text}");
                 assert!(settled.problem.is_none(), "{text}");
             }
@@ -511,8 +513,8 @@ mod tests {
             (json!([1]), "it is not an object"),
         ] {
             let text = json!({"branch": ["b"], "usage": report}).to_string();
-            for exited_ok in [true, false] {
-                let settled = settled(&text, exited_ok);
+            for succeeded in [true, false] {
+                let settled = settled(&text, succeeded);
                 let problem = settled.problem.expect("a problem");
                 assert!(!problem.is_retryable());
                 let message = problem.to_string();
@@ -538,8 +540,8 @@ mod tests {
             r#"{"usage": {"tokens": 5}, "branch": "b"}"#,
             r#"{"usage": {"tokens": 5}"#,
         ] {
-            for exited_ok in [true, false] {
-                let settled = settled(text, exited_ok);
+            for succeeded in [true, false] {
+                let settled = settled(text, succeeded);
                 assert!(settled.problem.is_some(), "{text}");
                 assert_eq!(settled.usage, UsageReport::Nothing, "{text}");
                 assert!(settled.growth.is_empty());

@@ -653,6 +653,21 @@ async fn a_command_that_fails_still_reports_its_usage() {
 }
 
 #[tokio::test]
+async fn oversized_stdout_fails_the_attempt_and_the_usage_still_counts() {
+    let t = task(json!(null));
+    let command = r#"printf '{"usage": {"tokens": 7}, "branch": []}' > "$WORKFORCE_CONTROL"; head -c 2000 /dev/zero"#;
+    let message = permanent(
+        CommandHandler::new(command)
+            .max_output_bytes(1000)
+            .run(&t)
+            .await,
+    );
+    assert!(message.starts_with("stdout of 2000 bytes"), "{message}");
+    assert_eq!(t.usage(), Some(json!({"tokens": 7})));
+    assert!(t.growth().is_empty());
+}
+
+#[tokio::test]
 async fn a_timed_out_command_still_reports_its_usage() {
     let mut t = task(json!(null));
     t.timeout = Duration::from_secs(1);
