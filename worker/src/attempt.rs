@@ -15,13 +15,14 @@ use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 use workforce_shared::{
-    Attempt, Capability, Outcome, RunId, StopAttempt, Subjects, TaskId, TaskResult, WorkerId,
+    Attempt, Capability, Outcome, PROTOCOL_VERSION, RunId, StopAttempt, Subjects, TaskId,
+    TaskResult, WorkerId,
 };
 
 use crate::backoff::Backoff;
 use crate::handler::{Handler, TaskContext};
 use crate::intake::{Delivery, hand_back, raised};
-use crate::outcome::{invoke, seal};
+use crate::outcome::{Finished, invoke, seal};
 use crate::stop::{StopRequester, StopSignal};
 
 /// Bound on sending one progress ack: a stalled client must not stall the attempt.
@@ -80,22 +81,22 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
 
     let delivered = message.info().map_or(1, |info| info.delivered);
     let stopped = stop_requested(env.stops.subscribe(), run.clone(), task.clone(), attempt);
-    let outcome = match env.handlers.get(&assignment.capability).cloned() {
+    let finished = match env.handlers.get(&assignment.capability).cloned() {
         // Earlier deliveries never produced a result: the workers running it died or stalled.
         // Running it again would likely kill this one too.
-        Some(_) if delivered > i64::from(env.max_deliveries) => Some(Outcome::Failed {
+        Some(_) if delivered > i64::from(env.max_deliveries) => Some(unrun(Outcome::Failed {
             error: format!(
                 "attempt {attempt} was delivered {delivered} times without a result: the workers \
                  that ran it died or stalled (a poison task?); not running it again"
             ),
             permanent: false,
-        }),
+        })),
         Some(handler) => {
             let (requester, signal) = StopSignal::channel(env.stop_grace);
             let context = TaskContext::from(assignment).with_stop_signal(signal.clone());
             let work = run_until_stopped(handler, context, stopped, requester);
             match keep_alive(&message, env.progress_every, &mut abandon, work).await {
-                Some(Some(outcome)) => Some(outcome),
+                Some(Some(finished)) => Some(finished),
                 Some(None) => {
                     tracing::info!("stopped at the coordinator's request; reporting nothing");
                     terminate(&message).await;
@@ -112,38 +113,42 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
         }
         // The coordinator sent a capability to a subject this worker consumes but has no
         // handler for: no retry on this worker can help.
-        None => Some(Outcome::Failed {
+        None => Some(unrun(Outcome::Failed {
             error: format!(
                 "worker {} has no handler for capability {}",
                 env.worker, assignment.capability
             ),
             permanent: true,
-        }),
+        })),
     };
-    let Some(outcome) = outcome else {
+    let Some(Finished { outcome, usage }) = finished else {
         hand_back(&message, "the worker stopped before the attempt finished").await;
         return;
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let reported = usage.as_ref().map(tracing::field::display);
     match &outcome {
-        Outcome::Succeeded { .. } => tracing::info!(duration_ms, "attempt succeeded"),
+        Outcome::Succeeded { .. } => {
+            tracing::info!(duration_ms, usage = reported, "attempt succeeded")
+        }
         Outcome::Failed { error, permanent } => {
-            tracing::info!(duration_ms, permanent, %error, "attempt failed")
+            tracing::info!(duration_ms, permanent, %error, usage = reported, "attempt failed")
         }
     }
 
-    let result = TaskResult {
-        // The lowest version that holds it: coordinators that read only 1 still read a result
-        // that neither spawns nor branches.
-        v: outcome.version(),
+    let mut result = TaskResult {
+        v: PROTOCOL_VERSION,
         run: run.clone(),
         task: task.clone(),
         attempt,
         worker: env.worker.clone(),
         outcome,
         duration_ms,
-        usage: None,
+        usage,
     };
+    // The lowest version that holds it: a coordinator that reads only older versions still
+    // reads a result that reports no usage (and neither spawns nor branches).
+    result.v = result.version();
     // A result the server would refuse could never be stored: fit it to the server's limit too.
     let limit = env
         .max_message_bytes
@@ -170,22 +175,30 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     drop(permit);
 }
 
+/// How an attempt the worker did not run ended: nothing used.
+fn unrun(outcome: Outcome) -> Finished {
+    Finished {
+        outcome,
+        usage: None,
+    }
+}
+
 /// Runs the handler until it returns, or until `stopped`: then raises the handler's stop
 /// signal and waits out its grace (and a little) for it to return, and drops it if it has not.
-/// `None` if stopped: the coordinator no longer counts the attempt, so what it returns is
-/// discarded.
+/// `None` if stopped: the coordinator no longer counts the attempt, so what it returns (and
+/// reports using) is discarded.
 async fn run_until_stopped(
     handler: Arc<dyn Handler>,
     task: TaskContext,
     stopped: impl Future<Output = ()>,
     requester: StopRequester,
-) -> Option<Outcome> {
+) -> Option<Finished> {
     let grace = task.stop_signal().grace();
     let invoked = invoke(handler.as_ref(), task);
     tokio::pin!(invoked);
     tokio::select! {
         biased;
-        outcome = &mut invoked => return Some(outcome),
+        finished = &mut invoked => return Some(finished),
         () = stopped => {}
     }
     requester.request();

@@ -43,15 +43,22 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 512 * 1024;
 /// - **stdout**: the output. Parsed as JSON if it is JSON once trimmed, else kept as the trimmed
 ///   text (a JSON string). More than the output limit is a permanent failure.
 /// - **control file**: `WORKFORCE_CONTROL` names an empty file of the attempt's own (removed
-///   afterwards) where the command may ask its run to grow: one JSON object with `spawn`, an
-///   array of tasks in a plan's task shape (`{"id": ..., "capability": ..., "needs": [...],
-///   ...}`), and `branch`, an array of the ids of the tasks that need this one that are to run
-///   (the others are skipped; without `branch` all run). Both are optional and passed on as
-///   given; the coordinator checks them and fails the attempt permanently if they do not fit.
-///   Read only when the command exits 0, and then an empty (or blank) file asks nothing;
-///   anything else that is not such an object (not JSON, other fields, wrong types, over the
-///   output limit) fails the attempt permanently, naming the problem. After a failure the file
-///   is ignored, with a warning in the worker's log if it is not empty.
+///   afterwards) where the command may ask its run to grow and report what it used: one JSON
+///   object with `spawn`, an array of tasks in a plan's task shape (`{"id": ..., "capability":
+///   ..., "needs": [...], ...}`), `branch`, an array of the ids of the tasks that need this one
+///   that are to run (the others are skipped; without `branch` all run), and `usage`,
+///   `{"tokens": N, "cost_cents": N, "tool_calls": N}` (each a whole number of at least 0, each
+///   optional). All are optional and passed on as given; the coordinator checks the spawn and
+///   branch and fails the attempt permanently if they do not fit. The file is read once the
+///   command has exited (or was killed at its timeout); an empty (or blank) file asks and
+///   reports nothing. `usage` counts however the command ended; `spawn` and `branch` only
+///   after exit 0 (after a failure they are ignored, with a warning in the worker's log). A
+///   file that is not such an object (not JSON, other fields, wrong types, over the output
+///   limit), or a `usage` that cannot be read (negative, fractional, not a number, an unknown
+///   part), fails the attempt permanently after exit 0, naming the problem; after a failure the
+///   failure stands and its message says what is wrong with the file too ("...; and the
+///   control file is unusable: ..."). An unreadable `usage` is sent on as written either way,
+///   so the coordinator charges the task's estimate for it; an unusable file reports nothing.
 /// - **exit status**: 0 succeeds; [`PERMANENT_FAILURE_EXIT_CODE`] fails for good; any other
 ///   status, or death by a signal, fails retryably. Failure messages end with the tail of
 ///   stderr.
@@ -101,7 +108,8 @@ impl CommandHandler {
         self
     }
 
-    /// Fails an attempt permanently if stdout, or the control file, is longer than `bytes`.
+    /// An attempt whose command exits 0 fails permanently if its stdout, or its control file,
+    /// is longer than `bytes` (after a failure, the control file's size is only named).
     pub fn max_output_bytes(mut self, bytes: usize) -> Self {
         self.max_output_bytes = bytes;
         self
@@ -115,8 +123,8 @@ impl CommandHandler {
         self.workdir.as_deref()
     }
 
-    /// Runs one attempt to completion, timeout or stop. What the command asks of the run (its
-    /// control file) is recorded on `task`, as a Rust handler's would be.
+    /// Runs one attempt to completion, timeout or stop. What the command asks of the run and
+    /// reports using (its control file) is recorded on `task`, as a Rust handler's would be.
     pub async fn run(&self, task: &TaskContext) -> Result<Value, HandlerError> {
         if task.stop_signal().is_requested() {
             return Err(HandlerError::retryable(
@@ -186,21 +194,26 @@ impl CommandHandler {
             () = stop.requested() => First::Stopped,
         };
 
-        let (read, status) = match first {
-            First::Exited(done) => done,
+        let verdict = match first {
+            First::Exited((read, status)) => {
+                drop(io);
+                // Reaped: the group id may be reused from here on.
+                group.disarm();
+                self.judge(status, read, &out)
+            }
             First::TimedOut => {
                 drop(io);
                 group.kill().await;
                 if let Err(error) = child.kill().await {
                     tracing::debug!(%error, "child already gone after timeout");
                 }
-                return Err(HandlerError::retryable(with_stderr(
+                Err(Failure::of_command(
                     format!(
                         "timed out after {}",
                         humantime::format_duration(task.timeout)
                     ),
-                    &err,
-                )));
+                    false,
+                ))
             }
             First::Stopped => {
                 // Ask first: TERM lets the command clean up. Kill at the end of the grace, or
@@ -237,36 +250,106 @@ impl CommandHandler {
                         humantime::format_duration(task.timeout)
                     ),
                 };
+                // Nothing a stopped attempt reports counts: its control file is not read.
                 return Err(HandlerError::retryable(with_stderr(message, &err)));
             }
         };
-        drop(io);
-        // Reaped: the group id may be reused from here on.
-        group.disarm();
+        // However the command ended, what it used counts; what it asked counts after exit 0.
+        let settled = control.settle(self.max_output_bytes, verdict.is_ok()).await;
+        task.control().report_usage(settled.usage);
+        match verdict {
+            Ok(output) => {
+                if let Some(problem) = settled.problem {
+                    return Err(handler_error(problem));
+                }
+                task.spawn_all(settled.growth.spawn);
+                if let Some(branch) = settled.growth.branch {
+                    task.branch(branch);
+                }
+                Ok(output)
+            }
+            // The command's own failure stands, and says what is wrong with its control file.
+            Err(failure) => Err(failure.and(settled.problem).into_error(&err)),
+        }
+    }
+
+    /// The command's own verdict once it has exited: its exit status, then its stdout.
+    fn judge(
+        &self,
+        status: io::Result<ExitStatus>,
+        read: io::Result<()>,
+        out: &Capped,
+    ) -> Result<Value, Failure> {
         let status = status.map_err(|error| {
-            HandlerError::retryable(format!("cannot wait for the command: {error}"))
+            Failure::of_worker(format!("cannot wait for the command: {error}"), false)
         })?;
         if !status.success() {
-            control.ignore(self.max_output_bytes).await;
-            return Err(failure(status, &err));
+            return Err(exit_failure(status));
         }
-        read.map_err(|error| HandlerError::retryable(format!("cannot read stdout: {error}")))?;
+        read.map_err(|error| Failure::of_worker(format!("cannot read stdout: {error}"), false))?;
         if out.overflowed() {
-            return Err(HandlerError::permanent(format!(
-                "stdout of {} bytes exceeds the output limit of {} bytes (max_output_bytes)",
-                out.total(),
-                self.max_output_bytes
-            )));
-        }
-        let growth = control
-            .read(self.max_output_bytes)
-            .await
-            .map_err(handler_error)?;
-        task.spawn_all(growth.spawn);
-        if let Some(branch) = growth.branch {
-            task.branch(branch);
+            return Err(Failure::of_worker(
+                format!(
+                    "stdout of {} bytes exceeds the output limit of {} bytes (max_output_bytes)",
+                    out.total(),
+                    self.max_output_bytes
+                ),
+                true,
+            ));
         }
         Ok(parse_output(out.kept()))
+    }
+}
+
+/// Why an attempt failed, before its message is finished.
+struct Failure {
+    message: String,
+    permanent: bool,
+    /// Whether the message ends with the tail of the command's stderr.
+    with_stderr: bool,
+}
+
+impl Failure {
+    /// A failure of the command itself: its message ends with its stderr.
+    fn of_command(message: String, permanent: bool) -> Self {
+        Self {
+            message,
+            permanent,
+            with_stderr: true,
+        }
+    }
+
+    /// A failure found by the worker (reading stdout, say).
+    fn of_worker(message: String, permanent: bool) -> Self {
+        Self {
+            message,
+            permanent,
+            with_stderr: false,
+        }
+    }
+
+    /// The same failure, its message saying what is wrong with the control file too.
+    fn and(mut self, problem: Option<ControlFileError>) -> Self {
+        if let Some(problem) = problem {
+            self.message = format!(
+                "{}; and the control file is unusable: {problem}",
+                self.message
+            );
+        }
+        self
+    }
+
+    fn into_error(self, stderr: &Tail) -> HandlerError {
+        let message = if self.with_stderr {
+            with_stderr(self.message, stderr)
+        } else {
+            self.message
+        };
+        if self.permanent {
+            HandlerError::permanent(message)
+        } else {
+            HandlerError::retryable(message)
+        }
     }
 }
 
@@ -330,24 +413,18 @@ fn parse_output(stdout: &[u8]) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-fn failure(status: ExitStatus, stderr: &Tail) -> HandlerError {
+fn exit_failure(status: ExitStatus) -> Failure {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(PERMANENT_FAILURE_EXIT_CODE), _) => HandlerError::permanent(with_stderr(
+        (Some(PERMANENT_FAILURE_EXIT_CODE), _) => Failure::of_command(
             format!("command exited with status {PERMANENT_FAILURE_EXIT_CODE} (permanent failure)"),
-            stderr,
-        )),
-        (Some(code), _) => HandlerError::retryable(with_stderr(
-            format!("command exited with status {code}"),
-            stderr,
-        )),
-        (None, Some(signal)) => HandlerError::retryable(with_stderr(
-            format!("command was killed by signal {signal}"),
-            stderr,
-        )),
-        (None, None) => {
-            HandlerError::retryable(with_stderr(format!("command failed: {status}"), stderr))
+            true,
+        ),
+        (Some(code), _) => Failure::of_command(format!("command exited with status {code}"), false),
+        (None, Some(signal)) => {
+            Failure::of_command(format!("command was killed by signal {signal}"), false)
         }
+        (None, None) => Failure::of_command(format!("command failed: {status}"), false),
     }
 }
 

@@ -1,18 +1,19 @@
-//! What an attempt asks of its run beside its output: tasks to [spawn](Growth::spawn) and the
-//! [branch](Growth::branch) to take. A Rust handler asks through its
-//! [`TaskContext`](crate::TaskContext), a command through its control file; either way the
-//! worker takes the [`Growth`] from one [`Control`] once the handler has returned, and only a
-//! success carries it.
+//! What an attempt tells its run beside its output: tasks to [spawn](Growth::spawn) and the
+//! [branch](Growth::branch) to take, and what it used ([`UsageReport`]). A Rust handler tells
+//! it through its [`TaskContext`](crate::TaskContext), a command through its control file;
+//! either way the worker takes both from one [`Control`] once the handler has returned. Only a
+//! success carries its growth; usage counts however the attempt ended.
 //!
-//! Nothing here checks the entries: the coordinator validates a spawn against the run and fails
-//! the attempt permanently, naming every problem, if it does not fit.
+//! Nothing here checks the growth: the coordinator validates a spawn against the run and fails
+//! the attempt permanently, naming every problem, if it does not fit. A usage report is read
+//! here, so that one that cannot be read fails the attempt on the worker too.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-use workforce_shared::Trigger;
+use serde_json::{Map, Value, json};
+use workforce_shared::{Trigger, Usage, UsageError};
 
 /// What an attempt asks of its run. Empty: nothing beyond its output.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,16 +30,83 @@ impl Growth {
     }
 }
 
-/// One attempt's record of its [`Growth`], shared by every clone of its context and the
+/// What an attempt reported using, so far, kept so that its result can carry it as sent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum UsageReport {
+    /// Nothing reported: the result has no `usage`.
+    #[default]
+    Nothing,
+    /// One report, as its sender wrote it (a command's control file).
+    AsGiven { report: Value, usage: Usage },
+    /// Reports added up.
+    Total(Usage),
+    /// A report that cannot be read. It outweighs every other report: the attempt fails, and
+    /// the report is sent as given, so the coordinator charges the task's estimate (never
+    /// zero) and records what was sent.
+    Unreadable { report: Value, error: UsageError },
+}
+
+impl UsageReport {
+    /// A report as its sender wrote it, read.
+    pub(crate) fn given(report: Value) -> Self {
+        match Usage::read(&report) {
+            Ok(usage) => Self::AsGiven { report, usage },
+            Err(error) => Self::Unreadable { report, error },
+        }
+    }
+
+    /// Both reports: added up if both can be read, else the (first) one that cannot.
+    fn and(self, other: Self) -> Self {
+        match (self, other) {
+            (unreadable @ Self::Unreadable { .. }, _)
+            | (_, unreadable @ Self::Unreadable { .. }) => unreadable,
+            (Self::Nothing, other) | (other, Self::Nothing) => other,
+            (
+                Self::AsGiven { usage: a, .. } | Self::Total(a),
+                Self::AsGiven { usage: b, .. } | Self::Total(b),
+            ) => Self::Total(a.plus(b)),
+        }
+    }
+
+    /// Why it cannot be read, if it cannot.
+    pub(crate) fn problem(&self) -> Option<&UsageError> {
+        match self {
+            Self::Unreadable { error, .. } => Some(error),
+            Self::Nothing | Self::AsGiven { .. } | Self::Total(_) => None,
+        }
+    }
+
+    /// As a result carries it: `None` if nothing was reported.
+    pub(crate) fn to_value(&self) -> Option<Value> {
+        match self {
+            Self::Nothing => None,
+            Self::AsGiven { report, .. } | Self::Unreadable { report, .. } => Some(report.clone()),
+            Self::Total(usage) => Some(json!({
+                "tokens": usage.tokens,
+                "cost_cents": usage.cost_cents,
+                "tool_calls": usage.tool_calls,
+            })),
+        }
+    }
+}
+
+/// What an attempt told its run beside its output.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Reported {
+    pub(crate) growth: Growth,
+    pub(crate) usage: UsageReport,
+}
+
+/// One attempt's record of what it [`Reported`], shared by every clone of its context and the
 /// worker. Held only for a push, never across an await.
 #[derive(Clone, Default)]
 pub(crate) struct Control(Arc<Mutex<Record>>);
 
 #[derive(Default)]
 struct Record {
-    growth: Growth,
-    /// The worker has taken the growth: later requests (from a task the handler left running)
-    /// would be lost, so they are refused loudly.
+    reported: Reported,
+    /// The worker has taken the record: later requests and reports (from a task the handler
+    /// left running) would be lost, so they are refused loudly.
     closed: bool,
 }
 
@@ -49,7 +117,7 @@ impl Control {
     }
 
     /// Applies `change` unless the attempt has ended.
-    fn update(&self, what: &str, change: impl FnOnce(&mut Growth)) {
+    fn update(&self, what: &str, change: impl FnOnce(&mut Reported)) {
         let mut record = self.record();
         if record.closed {
             tracing::warn!(
@@ -59,33 +127,52 @@ impl Control {
             );
             return;
         }
-        change(&mut record.growth);
+        change(&mut record.reported);
     }
 
     pub(crate) fn spawn(&self, entries: impl IntoIterator<Item = Value>) {
         let entries: Vec<Value> = entries.into_iter().collect();
         // Spawning nothing asks nothing, even late.
         if !entries.is_empty() {
-            self.update("spawn", |growth| growth.spawn.extend(entries));
+            self.update("spawn", |reported| reported.growth.spawn.extend(entries));
         }
     }
 
     pub(crate) fn branch(&self, ids: impl IntoIterator<Item = String>) {
-        self.update("branch", |growth| {
-            growth.branch.get_or_insert_with(Vec::new).extend(ids)
+        self.update("branch", |reported| {
+            reported
+                .growth
+                .branch
+                .get_or_insert_with(Vec::new)
+                .extend(ids)
         });
+    }
+
+    /// Adds `report` to what was reported before.
+    pub(crate) fn report_usage(&self, report: UsageReport) {
+        // Reporting nothing reports nothing, even late.
+        if report != UsageReport::Nothing {
+            self.update("report usage", |reported| {
+                reported.usage = std::mem::take(&mut reported.usage).and(report);
+            });
+        }
     }
 
     /// What has been asked so far.
     pub(crate) fn growth(&self) -> Growth {
-        self.record().growth.clone()
+        self.record().reported.growth.clone()
     }
 
-    /// Ends the record: takes what was asked and refuses anything asked later.
-    pub(crate) fn close(&self) -> Growth {
+    /// What has been reported used so far.
+    pub(crate) fn usage(&self) -> UsageReport {
+        self.record().reported.usage.clone()
+    }
+
+    /// Ends the record: takes what was reported and refuses anything reported later.
+    pub(crate) fn close(&self) -> Reported {
         let mut record = self.record();
         record.closed = true;
-        std::mem::take(&mut record.growth)
+        std::mem::take(&mut record.reported)
     }
 }
 
@@ -93,17 +180,23 @@ impl fmt::Debug for Control {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let record = self.record();
         f.debug_struct("Control")
-            .field("growth", &record.growth)
+            .field("growth", &record.reported.growth)
+            .field("usage", &record.reported.usage)
             .field("closed", &record.closed)
             .finish()
     }
 }
 
-/// Equal when they ask the same.
+/// Equal when they report the same.
 impl PartialEq for Control {
     fn eq(&self, other: &Self) -> bool {
         // The same record: locking it twice would deadlock.
-        Arc::ptr_eq(&self.0, &other.0) || self.growth() == other.growth()
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return true;
+        }
+        // One lock at a time: two comparisons in opposite orders must not deadlock.
+        let mine = self.record().reported.clone();
+        mine == other.record().reported
     }
 }
 
@@ -193,8 +286,6 @@ fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -213,7 +304,7 @@ mod tests {
         );
         assert_eq!(control, clone);
         let taken = control.close();
-        assert_eq!(taken.spawn.len(), 1);
+        assert_eq!(taken.growth.spawn.len(), 1);
         // After the attempt ended nothing more is recorded.
         clone.spawn([json!({"id": "late"})]);
         clone.branch(Vec::new());
@@ -224,9 +315,48 @@ mod tests {
     fn an_empty_branch_runs_none_and_differs_from_no_branch() {
         let control = Control::default();
         control.branch(Vec::new());
-        let growth = control.close();
+        let growth = control.close().growth;
         assert_eq!(growth.branch, Some(Vec::new()));
         assert!(!growth.is_empty());
+    }
+
+    fn usage(tokens: u64, cost_cents: u64, tool_calls: u64) -> Usage {
+        Usage {
+            tokens,
+            cost_cents,
+            tool_calls,
+        }
+    }
+
+    #[test]
+    fn usage_reports_add_up_and_one_report_is_kept_as_given() {
+        let control = Control::default();
+        assert_eq!(control.usage().to_value(), None);
+        control.report_usage(UsageReport::given(json!({"tokens": 5})));
+        assert_eq!(control.usage().to_value(), Some(json!({"tokens": 5})));
+        control.report_usage(UsageReport::Total(usage(1, 2, 3)));
+        control.report_usage(UsageReport::Nothing);
+        assert_eq!(control.usage(), UsageReport::Total(usage(6, 2, 3)));
+        assert_eq!(
+            control.close().usage.to_value(),
+            Some(json!({"tokens": 6, "cost_cents": 2, "tool_calls": 3}))
+        );
+        // After the attempt ended nothing more is recorded.
+        control.report_usage(UsageReport::Total(usage(1, 0, 0)));
+        assert_eq!(control.usage(), UsageReport::Nothing);
+    }
+
+    #[test]
+    fn an_unreadable_report_outweighs_every_other_and_is_kept_as_given() {
+        let control = Control::default();
+        control.report_usage(UsageReport::Total(usage(1, 0, 0)));
+        control.report_usage(UsageReport::given(json!({"tokens": -1})));
+        control.report_usage(UsageReport::Total(usage(1, 0, 0)));
+        control.report_usage(UsageReport::given(json!("second")));
+        let reported = control.close().usage;
+        assert_eq!(reported.to_value(), Some(json!({"tokens": -1})));
+        let problem = reported.problem().expect("unreadable").to_string();
+        assert!(problem.contains("not -1"), "{problem}");
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! A command's control file: where a command asks its run to grow. Each attempt gets an empty
-//! file of its own, named by `WORKFORCE_CONTROL` and removed with its directory afterwards; the
-//! worker reads it once the command has exited. The contract is on
-//! [`CommandHandler`](crate::CommandHandler).
+//! A command's control file: where a command asks its run to grow and reports what it used.
+//! Each attempt gets an empty file of its own, named by `WORKFORCE_CONTROL` and removed with its
+//! directory afterwards; the worker reads it once the command has ended, however it ended. The
+//! contract is on [`CommandHandler`](crate::CommandHandler).
 //!
-//! `parse` is pure; only `ControlFile` touches the file system.
+//! `parse` and `settle` are pure; only `ControlFile` touches the file system.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,15 +11,17 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
+use workforce_shared::UsageError;
 use workforce_shared::plan::json_type;
 
-use crate::control::Growth;
+use crate::control::{Growth, UsageReport};
 
 /// The variable that names the control file.
 pub(crate) const CONTROL_ENV: &str = "WORKFORCE_CONTROL";
 
 /// What a control file may hold, for error messages.
-const ALLOWED: &str = "`spawn` (an array of objects) and `branch` (an array of strings)";
+const ALLOWED: &str = "`spawn` (an array of objects), `branch` (an array of strings) and \
+                       `usage` (an object of `tokens`, `cost_cents` and `tool_calls`)";
 
 /// Why a control file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,12 @@ pub(crate) enum ControlFileError {
         expected: &'static str,
         found: &'static str,
     },
+    #[error("in the control file {}, {source}", path.display())]
+    Usage {
+        path: PathBuf,
+        #[source]
+        source: UsageError,
+    },
 }
 
 impl ControlFileError {
@@ -85,7 +93,8 @@ impl ControlFileError {
             | Self::NotJson { .. }
             | Self::NotAnObject { .. }
             | Self::UnknownFields { .. }
-            | Self::WrongType { .. } => false,
+            | Self::WrongType { .. }
+            | Self::Usage { .. } => false,
         }
     }
 }
@@ -114,10 +123,10 @@ impl ControlFile {
         &self.path
     }
 
-    /// What the command asked: nothing if it left the file empty (or removed it).
-    pub(crate) async fn read(&self, limit: usize) -> Result<Growth, ControlFileError> {
-        let bytes = self.contents(limit).await?;
-        parse(&bytes, &self.path)
+    /// What the command left in the file once it has ended; `succeeded`: it exited 0 (and its
+    /// stdout was sound).
+    pub(crate) async fn settle(&self, limit: usize, succeeded: bool) -> Settled {
+        settle(self.contents(limit).await, &self.path, succeeded)
     }
 
     /// The file's bytes, at most `limit` of them; empty if the file is gone.
@@ -156,31 +165,81 @@ impl ControlFile {
         }
         Ok(bytes)
     }
+}
 
-    /// After a failed command: what it wrote is not applied; say so if it wrote anything.
-    pub(crate) async fn ignore(&self, limit: usize) {
-        match self.contents(limit).await {
-            Ok(bytes) if bytes.trim_ascii().is_empty() => {}
-            Ok(bytes) => tracing::warn!(
-                bytes = bytes.len(),
-                "the command failed: its control file is ignored (spawn and branch apply only \
-                 when it exits 0)"
-            ),
-            Err(error) => tracing::warn!(
-                %error,
-                "the command failed: its control file is ignored (spawn and branch apply only \
-                 when it exits 0)"
-            ),
+/// What a command wrote to its control file.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Written {
+    pub(crate) growth: Growth,
+    /// Its usage report as written, not yet read: any JSON value but null.
+    pub(crate) usage: Option<Value>,
+}
+
+/// What a control file comes to once its command has ended.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// What it asks of the run: empty unless the command exited 0 and the file is sound.
+    pub(crate) growth: Growth,
+    /// Its usage report, after any exit, kept as written even if it cannot be read (so the
+    /// coordinator charges the task's estimate and records what was sent). Nothing if the file
+    /// itself is unusable.
+    pub(crate) usage: UsageReport,
+    /// What is wrong with the file, its usage report included: after exit 0 the attempt fails
+    /// with it; after a failure, the failure's message gains it.
+    pub(crate) problem: Option<ControlFileError>,
+}
+
+/// Settles a control file's `contents` once its command has ended: its usage report counts
+/// however the command ended; its growth only if the attempt otherwise succeeded (`succeeded`:
+/// exit 0, stdout sound).
+pub(crate) fn settle(
+    contents: Result<Vec<u8>, ControlFileError>,
+    path: &Path,
+    succeeded: bool,
+) -> Settled {
+    let written = match contents.and_then(|bytes| parse(&bytes, path)) {
+        Ok(written) => written,
+        Err(problem) => {
+            return Settled {
+                problem: Some(problem),
+                ..Settled::default()
+            };
         }
+    };
+    let usage = written
+        .usage
+        .map_or(UsageReport::Nothing, UsageReport::given);
+    let problem = usage.problem().map(|source| ControlFileError::Usage {
+        path: path.to_owned(),
+        source: source.clone(),
+    });
+    let growth = if succeeded && problem.is_none() {
+        written.growth
+    } else {
+        if !succeeded && !written.growth.is_empty() {
+            tracing::warn!(
+                spawn = written.growth.spawn.len(),
+                branch = written.growth.branch.is_some(),
+                "the attempt failed: the spawn and branch in its control file are ignored \
+                 (only a success grows the run)"
+            );
+        }
+        Growth::default()
+    };
+    Settled {
+        growth,
+        usage,
+        problem,
     }
 }
 
-/// Reads a control file's contents: empty (or only whitespace) asks nothing; otherwise one
-/// JSON object with only the fields `spawn` and `branch`. The entries are passed on as given;
-/// the coordinator checks them.
-pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Growth, ControlFileError> {
+/// Reads a control file's contents: empty (or only whitespace) asks and reports nothing;
+/// otherwise one JSON object with only the fields `spawn`, `branch` and `usage`. The entries and
+/// the report are passed on as given: the coordinator checks the entries, `settle` reads the
+/// report.
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Written, ControlFileError> {
     if bytes.trim_ascii().is_empty() {
-        return Ok(Growth::default());
+        return Ok(Written::default());
     }
     let value: Value =
         serde_json::from_slice(bytes).map_err(|source| ControlFileError::NotJson {
@@ -195,7 +254,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Growth, ControlFileErro
     };
     let unknown: Vec<String> = fields
         .keys()
-        .filter(|key| !matches!(key.as_str(), "spawn" | "branch"))
+        .filter(|key| !matches!(key.as_str(), "spawn" | "branch" | "usage"))
         .cloned()
         .collect();
     if !unknown.is_empty() {
@@ -249,8 +308,16 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Growth, ControlFileErro
             ));
         }
     };
+    let usage = match fields.remove("usage") {
+        // Null would reach the coordinator as no report at all, which is not what was written.
+        Some(Value::Null) => return Err(wrong("usage".into(), "an object", "null")),
+        usage => usage,
+    };
     debug_assert!(fields.is_empty(), "every field was checked: {fields:?}");
-    Ok(Growth { spawn, branch })
+    Ok(Written {
+        growth: Growth { spawn, branch },
+        usage,
+    })
 }
 
 fn quoted(fields: &[String]) -> String {
@@ -264,6 +331,7 @@ fn quoted(fields: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use workforce_shared::Usage;
 
     use super::*;
 
@@ -272,7 +340,11 @@ mod tests {
     }
 
     fn parsed(text: &str) -> Result<Growth, ControlFileError> {
-        parse(text.as_bytes(), path())
+        parse(text.as_bytes(), path()).map(|written| written.growth)
+    }
+
+    fn settled(text: &str, succeeded: bool) -> Settled {
+        settle(Ok(text.as_bytes().to_vec()), path(), succeeded)
     }
 
     fn problem(text: &str) -> String {
@@ -324,13 +396,15 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named_all_of_them() {
-        let message = problem(r#"{"spawn": [], "usage": {"tokens": 3}, "zzz": 1}"#);
+        let message = problem(r#"{"spawn": [], "usage": {"tokens": 3}, "cost": 1, "zzz": 1}"#);
         assert!(
-            message.contains("unknown fields `usage`, `zzz`"),
+            message.contains("unknown fields `cost`, `zzz`"),
             "{message}"
         );
         assert!(
-            message.contains("`spawn`") && message.contains("`branch`"),
+            message.contains("`spawn`")
+                && message.contains("`branch`")
+                && message.contains("`usage`"),
             "{message}"
         );
     }
@@ -370,6 +444,121 @@ mod tests {
                 .contains("`branch[1]` must be a string, not a number")
         );
         assert!(problem(r#"{"branch": null}"#).contains("not null"));
+        assert!(problem(r#"{"usage": null}"#).contains("`usage` must be an object, not null"));
+    }
+
+    #[test]
+    fn usage_counts_after_exit_0_with_its_spawn_and_branch() {
+        let text = r#"{"spawn": [{"id": "a", "capability": "c"}], "branch": ["b"],
+                       "usage": {"tokens": 120, "tool_calls": 3}}"#;
+        let settled = settled(text, true);
+        assert!(settled.problem.is_none(), "{:?}", settled.problem);
+        assert_eq!(
+            settled.usage,
+            UsageReport::AsGiven {
+                report: json!({"tokens": 120, "tool_calls": 3}),
+                usage: Usage {
+                    tokens: 120,
+                    cost_cents: 0,
+                    tool_calls: 3
+                },
+            }
+        );
+        assert_eq!(
+            settled.growth,
+            Growth {
+                spawn: vec![json!({"id": "a", "capability": "c"})],
+                branch: Some(vec!["b".into()]),
+            }
+        );
+    }
+
+    #[test]
+    fn usage_counts_after_a_failure_and_spawn_and_branch_do_not() {
+        let settled = settled(
+            r#"{"spawn": [{"id": "a", "capability": "c"}], "usage": {"cost_cents": 7}}"#,
+            false,
+        );
+        assert!(settled.problem.is_none(), "{:?}", settled.problem);
+        assert_eq!(settled.usage.to_value(), Some(json!({"cost_cents": 7})));
+        assert!(settled.growth.is_empty());
+    }
+
+    #[test]
+    fn a_report_of_nothing_is_still_a_report_and_no_usage_field_is_none() {
+        assert_eq!(
+            settled(r#"{"usage": {}}"#, true).usage.to_value(),
+            Some(json!({}))
+        );
+        for text in ["", "{}", r#"{"branch": []}"#] {
+            for succeeded in [true, false] {
+                let settled = settled(text, succeeded);
+                assert_eq!(settled.usage, UsageReport::Nothing, "{text}");
+                assert!(settled.problem.is_none(), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unreadable_usage_is_a_problem_named_and_kept_as_written() {
+        for (report, named) in [
+            (
+                json!({"tokens": -5}),
+                "tokens must be a whole number of at least 0, not -5",
+            ),
+            (json!({"tokens": "5"}), "not \"5\""),
+            (json!({"tokens": 1.5}), "not 1.5"),
+            (json!({"dollars": 2}), "unknown field \"dollars\""),
+            (json!("lots"), "it is not an object"),
+            (json!([1]), "it is not an object"),
+        ] {
+            let text = json!({"branch": ["b"], "usage": report}).to_string();
+            for succeeded in [true, false] {
+                let settled = settled(&text, succeeded);
+                let problem = settled.problem.expect("a problem");
+                assert!(!problem.is_retryable());
+                let message = problem.to_string();
+                assert!(
+                    message.contains("in the control file /tmp/w/control.json"),
+                    "{message}"
+                );
+                assert!(message.contains(named), "{message}");
+                assert_eq!(settled.usage.to_value(), Some(report.clone()));
+                assert!(settled.usage.problem().is_some());
+                assert!(
+                    settled.growth.is_empty(),
+                    "an attempt that fails grows nothing"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unusable_file_reports_no_usage_after_any_exit() {
+        for text in [
+            r#"{"usage": {"tokens": 5}, "zzz": 1}"#,
+            r#"{"usage": {"tokens": 5}, "branch": "b"}"#,
+            r#"{"usage": {"tokens": 5}"#,
+        ] {
+            for succeeded in [true, false] {
+                let settled = settled(text, succeeded);
+                assert!(settled.problem.is_some(), "{text}");
+                assert_eq!(settled.usage, UsageReport::Nothing, "{text}");
+                assert!(settled.growth.is_empty());
+            }
+        }
+        let unreadable = settle(
+            Err(ControlFileError::NotAFile {
+                path: path().to_owned(),
+            }),
+            path(),
+            false,
+        );
+        assert!(matches!(
+            unreadable.problem,
+            Some(ControlFileError::NotAFile { .. })
+        ));
+        assert_eq!(unreadable.usage, UsageReport::Nothing);
     }
 
     #[tokio::test]
@@ -377,14 +566,15 @@ mod tests {
         let file = ControlFile::create().expect("create");
         let path = file.path().to_owned();
         assert_eq!(std::fs::read(&path).expect("exists"), b"");
-        assert!(file.read(100).await.expect("empty").is_empty());
+        let empty = file.settle(100, true).await;
+        assert!(empty.growth.is_empty() && empty.problem.is_none());
 
         std::fs::write(&path, r#"{"branch": ["b"]}"#).expect("write");
         assert_eq!(
-            file.read(100).await.expect("fits").branch,
+            file.settle(100, true).await.growth.branch,
             Some(vec!["b".into()])
         );
-        let error = file.read(10).await.expect_err("over the limit");
+        let error = file.settle(10, true).await.problem.expect("over the limit");
         assert!(!error.is_retryable());
         let message = error.to_string();
         assert!(
@@ -394,7 +584,8 @@ mod tests {
         assert!(message.contains(&path.display().to_string()), "{message}");
 
         std::fs::remove_file(&path).expect("remove");
-        assert!(file.read(100).await.expect("gone").is_empty());
+        let gone = file.settle(100, true).await;
+        assert!(gone.growth.is_empty() && gone.problem.is_none());
 
         let dir = path.parent().expect("a directory").to_owned();
         drop(file);

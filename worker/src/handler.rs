@@ -1,6 +1,7 @@
 //! What task code implements: [`Handler`], given a [`TaskContext`], returns an output or a
 //! [`HandlerError`] that says whether a retry could help; through the context it may also ask
-//! the run to grow (spawn, branch), and learn that its attempt is to stop ([`StopSignal`]).
+//! the run to grow (spawn, branch), report what it used (tokens, cost, tool calls), and learn
+//! that its attempt is to stop ([`StopSignal`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,19 +9,20 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
-use workforce_shared::{Assignment, Attempt, Capability, RunId, TaskId, UpstreamError};
+use workforce_shared::{Assignment, Attempt, Capability, RunId, TaskId, UpstreamError, Usage};
 
 pub use futures::future::BoxFuture;
 
-use crate::control::{Control, Growth};
+use crate::control::{Control, Growth, UsageReport};
 use crate::stop::StopSignal;
 
 /// One attempt of one task, as a handler sees it.
 ///
 /// Beside its output a handler may ask the run to grow: [`spawn`](Self::spawn) tasks and take
-/// a [`branch`](Self::branch). Only a success carries what was asked; a failure drops it, and
-/// what is asked after the handler has returned is ignored with a warning. Clones of a context
-/// share what it asks, and its [`stop_signal`](Self::stop_signal).
+/// a [`branch`](Self::branch). Only a success carries what was asked; a failure drops it. It
+/// may also [`report_usage`](Self::report_usage), which counts however the attempt ends. What
+/// is asked or reported after the handler has returned is ignored with a warning. Clones of a
+/// context share what it asks and reports, and its [`stop_signal`](Self::stop_signal).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskContext {
     pub run: RunId,
@@ -102,7 +104,25 @@ impl TaskContext {
         self.control.growth()
     }
 
-    /// The shared record the worker takes the growth from once the handler has returned.
+    /// Reports what this attempt used, added to what it reported before. Call it before
+    /// returning, `Ok` or `Err`: the worker sends the total with the result however the attempt
+    /// ends, also when the handler panics or is abandoned at its timeout (what it reported until
+    /// then), so that budgets count a failed attempt's spending too. An attempt that sends no
+    /// result (the coordinator asked to stop it, or a draining worker handed it back) sends
+    /// nothing it reported either.
+    pub fn report_usage(&self, usage: Usage) {
+        self.control.report_usage(UsageReport::Total(usage));
+    }
+
+    /// What this attempt has reported using so far, as its result will carry it (the
+    /// envelope's `usage`): `None` if nothing was reported. A command's report is kept as it
+    /// wrote it, also one that cannot be read, which fails the attempt.
+    pub fn usage(&self) -> Option<Value> {
+        self.control.usage().to_value()
+    }
+
+    /// The shared record the worker takes the growth and usage from once the handler has
+    /// returned.
     pub(crate) fn control(&self) -> &Control {
         &self.control
     }

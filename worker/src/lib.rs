@@ -27,12 +27,14 @@
 //! - `handler`: the [`Handler`] trait, [`TaskContext`], [`HandlerError`], [`handler_fn`].
 //! - `stop`: [`StopSignal`], raised when the coordinator asks to stop an attempt, with the
 //!   grace a handler has to stop cleanly; [`StopRequester`] raises it.
-//! - `control`: what an attempt asks of its run beside its output ([`Growth`]: spawn, branch),
-//!   recorded through its context and taken by the worker; [`SpawnTask`] builds a spawn entry.
+//! - `control`: what an attempt tells its run beside its output ([`Growth`]: spawn, branch;
+//!   and its usage report), recorded through its context and taken by the worker;
+//!   [`SpawnTask`] builds a spawn entry.
 //! - `command`: [`CommandHandler`], which runs `sh -c COMMAND` per attempt; its stdin, stdout,
 //!   control-file, exit-code and timeout contract is documented on the type.
 //! - `control_file`: a command's per-attempt control file (`WORKFORCE_CONTROL`): created,
-//!   read within the output limit, and parsed into what it asks of the run.
+//!   read within the output limit once the command has ended, and settled into what it asks
+//!   of the run and reports using.
 //! - `capture`: bounded readers for a command's stdout (capped, counted) and stderr (tail).
 //! - `process_group`: signals everything a command started: TERM when its attempt is to
 //!   stop, KILL when it times out, is abandoned or does not stop within the grace.

@@ -1,6 +1,7 @@
 //! The worker against a real NATS server: results stored and acked, undecodable assignments
-//! terminated, panics reported, a result that grows its run written as version 2, heartbeats, a
-//! drain handing unfinished work back, and two processes started with one worker id.
+//! terminated, panics reported, a result that grows its run written as version 2 and one that
+//! reports usage as version 3, heartbeats, a drain handing unfinished work back, and two
+//! processes started with one worker id.
 //!
 //! Each test has its own NATS server in a container (`workforce_testkit::Nats`, from the image
 //! `just nats-image` builds). The workspace's `tests/` crate runs the full system the same way.
@@ -15,11 +16,13 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
     Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix,
-    RESULT_VERSION, RunId, StopAttempt, Subjects, TaskId, TaskResult, UpstreamError,
-    UpstreamStatus, WorkerId, WorkerState, decode, encode,
+    RESULT_VERSION, RunId, SPAWN_VERSION, StopAttempt, Subjects, TaskId, TaskResult, UpstreamError,
+    UpstreamStatus, Usage, WorkerId, WorkerState, decode, encode,
 };
 use workforce_testkit::Nats;
-use workforce_worker::{CommandHandler, Handler, Worker, WorkerConfig, WorkerError, handler_fn};
+use workforce_worker::{
+    CommandHandler, Handler, TaskContext, Worker, WorkerConfig, WorkerError, handler_fn,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -207,7 +210,7 @@ async fn a_result_that_grows_the_run_is_version_2_and_others_stay_version_1() {
 
     publish(&js, &subjects, &assignment("t1", "plan", json!(null))).await;
     let result = next_result(&mut results).await;
-    assert_eq!(result.v, RESULT_VERSION);
+    assert_eq!(result.v, SPAWN_VERSION);
     assert_eq!(
         result.outcome,
         Outcome::Succeeded {
@@ -235,6 +238,91 @@ async fn a_result_that_grows_the_run_is_version_2_and_others_stay_version_1() {
         ),
         other => panic!("expected success, got {other:?}"),
     }
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+/// The result of `task` as the results stream stored it.
+async fn stored_result(js: &jetstream::Context, subjects: &Subjects, task: &str) -> TaskResult {
+    let stored = js
+        .get_stream(subjects.results_stream())
+        .await
+        .expect("results stream")
+        .get_last_raw_message_by_subject(&subjects.result(
+            &RunId::new("run1").expect("run"),
+            &TaskId::new(task).expect("task"),
+        ))
+        .await
+        .expect("stored result");
+    decode(&stored.payload, 1 << 20).expect("result decodes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_reports_usage_is_stored_as_version_3_with_the_usage_as_sent() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("usage").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let mut results = client.subscribe(subjects.all_results()).await.expect("sub");
+
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    // A command that spends, then fails: its spending counts too.
+    let spend = r#"printf '{"usage": {"tokens": 900, "cost_cents": 12}}' > "$WORKFORCE_CONTROL"; echo 'rate limited' >&2; exit 1"#;
+    handlers.insert(cap("spend"), Arc::new(CommandHandler::new(spend)));
+    handlers.insert(
+        cap("count"),
+        Arc::new(handler_fn(|t: TaskContext| async move {
+            t.report_usage(Usage {
+                tokens: 40,
+                tool_calls: 2,
+                ..Usage::default()
+            });
+            Ok(json!("counted"))
+        })),
+    );
+    handlers.insert(cap("echo"), Arc::new(CommandHandler::new("cat")));
+    let worker = Worker::connect(config(&server, "usage", "w1"), handlers)
+        .await
+        .expect("worker connects");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    publish(&js, &subjects, &assignment("t1", "spend", json!(null))).await;
+    let result = next_result(&mut results).await;
+    assert_eq!((result.task.as_str(), result.v), ("t1", RESULT_VERSION));
+    let stored = stored_result(&js, &subjects, "t1").await;
+    assert_eq!(stored, result);
+    assert_eq!(
+        stored.outcome,
+        Outcome::Failed {
+            error: "command exited with status 1; stderr: rate limited".into(),
+            permanent: false,
+        }
+    );
+    assert_eq!(stored.usage, Some(json!({"tokens": 900, "cost_cents": 12})));
+
+    publish(&js, &subjects, &assignment("t2", "count", json!(null))).await;
+    let result = next_result(&mut results).await;
+    assert_eq!((result.task.as_str(), result.v), ("t2", RESULT_VERSION));
+    let stored = stored_result(&js, &subjects, "t2").await;
+    assert_eq!(stored.outcome, Outcome::succeeded(json!("counted")));
+    assert_eq!(
+        stored.usage,
+        Some(json!({"tokens": 40, "cost_cents": 0, "tool_calls": 2}))
+    );
+
+    // Nothing reported: no usage, and the version of what it does carry.
+    publish(&js, &subjects, &assignment("t3", "echo", json!(null))).await;
+    let result = next_result(&mut results).await;
+    assert_eq!((result.task.as_str(), result.v), ("t3", PROTOCOL_VERSION));
+    assert_eq!(stored_result(&js, &subjects, "t3").await.usage, None);
 
     stop.send(()).expect("worker running");
     timeout(WAIT, running)

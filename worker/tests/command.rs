@@ -522,8 +522,8 @@ async fn a_malformed_control_file_is_permanent_and_named() {
     for (written, problem) in [
         ("not json", "is not JSON"),
         (
-            r#"{"spawn": [], "usage": {"tokens": 1}}"#,
-            "unknown fields `usage`",
+            r#"{"spawn": [], "usage": {"tokens": 1}, "cost": 1}"#,
+            "unknown fields `cost`",
         ),
         (
             r#"{"branch": "b"}"#,
@@ -538,6 +538,7 @@ async fn a_malformed_control_file_is_permanent_and_named() {
         assert!(message.contains("control file /"), "{written}: {message}");
         assert!(message.contains("control.json"), "{written}: {message}");
         assert!(t.growth().is_empty());
+        assert_eq!(t.usage(), None, "an unusable file reports nothing");
     }
 }
 
@@ -557,7 +558,7 @@ async fn an_oversized_control_file_is_permanent_and_names_size_and_limit() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_failed_command_s_control_file_is_ignored_with_a_warning() {
+async fn a_failed_command_s_spawn_and_branch_are_ignored_with_a_warning() {
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())
@@ -565,26 +566,184 @@ async fn a_failed_command_s_control_file_is_ignored_with_a_warning() {
         .finish();
     // The test runs on this one thread, so the subscriber sees the handler's events.
     let _guard = tracing::subscriber::set_default(subscriber);
-    for (written, exit) in [
-        (r#"{"spawn": [{"id": "a", "capability": "c"}]}"#, 1),
-        ("not even json", PERMANENT_FAILURE_EXIT_CODE),
-    ] {
-        let t = task(json!(null));
-        let command = format!("printf '%s' '{written}' > \"$WORKFORCE_CONTROL\"; exit {exit}");
-        let message = match CommandHandler::new(command).run(&t).await {
-            Err(error) => error.message().to_owned(),
-            Ok(output) => panic!("expected a failure, got {output}"),
-        };
-        assert!(message.contains(&format!("status {exit}")), "{message}");
-        assert!(t.growth().is_empty());
-    }
+    let t = task(json!(null));
+    let command =
+        r#"printf '{"spawn": [{"id": "a", "capability": "c"}]}' > "$WORKFORCE_CONTROL"; exit 1"#;
+    let message = retryable(CommandHandler::new(command).run(&t).await);
+    assert!(message.contains("status 1"), "{message}");
+    assert!(!message.contains("control file"), "{message}");
+    assert!(t.growth().is_empty());
+    assert_eq!(t.usage(), None);
     let logged = logs.text();
-    assert_eq!(
-        logged.matches("its control file is ignored").count(),
-        2,
+    assert!(
+        logged.contains("the spawn and branch in its control file are ignored"),
         "{logged}"
     );
     assert!(logged.contains("WARN"), "{logged}");
+}
+
+#[tokio::test]
+async fn a_failed_command_s_unusable_control_file_is_named_in_its_failure() {
+    for (written, exit, problem) in [
+        ("not even json", PERMANENT_FAILURE_EXIT_CODE, "is not JSON"),
+        (
+            r#"{"usage": {"tokens": 3}, "zzz": 1}"#,
+            1,
+            "unknown fields `zzz`",
+        ),
+    ] {
+        let t = task(json!(null));
+        let command =
+            format!("printf '%s' '{written}' > \"$WORKFORCE_CONTROL\"; echo oops >&2; exit {exit}");
+        let error = CommandHandler::new(command)
+            .run(&t)
+            .await
+            .expect_err("a failure");
+        // The command's own failure stands: its kind, its status, its stderr last.
+        assert_eq!(error.is_permanent(), exit == PERMANENT_FAILURE_EXIT_CODE);
+        let message = error.message();
+        assert!(
+            message.starts_with(&format!(
+                "command exited with status {exit}{}; and the control file is unusable: the \
+                 control file /",
+                if exit == PERMANENT_FAILURE_EXIT_CODE {
+                    " (permanent failure)"
+                } else {
+                    ""
+                }
+            )),
+            "{message}"
+        );
+        assert!(message.contains(problem), "{message}");
+        assert!(message.ends_with("; stderr: oops"), "{message}");
+        assert_eq!(t.usage(), None, "an unusable file reports nothing");
+    }
+}
+
+// ---- Usage reports in the control file ----
+
+#[tokio::test]
+async fn a_command_reports_usage_beside_its_spawn_after_exit_0() {
+    let t = task(json!(null));
+    let command = r#"printf '{"spawn": [{"id": "a", "capability": "c"}], "usage": {"tokens": 1200, "cost_cents": 3}}' > "$WORKFORCE_CONTROL"; echo done"#;
+    let output = CommandHandler::new(command).run(&t).await.expect("success");
+    assert_eq!(output, json!("done"));
+    assert_eq!(
+        t.growth().spawn,
+        vec![json!({"id": "a", "capability": "c"})]
+    );
+    assert_eq!(
+        t.usage(),
+        Some(json!({"tokens": 1200, "cost_cents": 3})),
+        "passed on as written"
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_fails_still_reports_its_usage() {
+    let t = task(json!(null));
+    let command = r#"printf '{"usage": {"tokens": 900, "tool_calls": 4}, "branch": []}' > "$WORKFORCE_CONTROL"; echo 'rate limited' >&2; exit 1"#;
+    let message = retryable(CommandHandler::new(command).run(&t).await);
+    assert_eq!(
+        message,
+        "command exited with status 1; stderr: rate limited"
+    );
+    assert_eq!(t.usage(), Some(json!({"tokens": 900, "tool_calls": 4})));
+    assert!(t.growth().is_empty(), "only a success grows the run");
+}
+
+#[tokio::test]
+async fn oversized_stdout_fails_the_attempt_and_the_usage_still_counts() {
+    let t = task(json!(null));
+    let command = r#"printf '{"usage": {"tokens": 7}, "branch": []}' > "$WORKFORCE_CONTROL"; head -c 2000 /dev/zero"#;
+    let message = permanent(
+        CommandHandler::new(command)
+            .max_output_bytes(1000)
+            .run(&t)
+            .await,
+    );
+    assert!(message.starts_with("stdout of 2000 bytes"), "{message}");
+    assert_eq!(t.usage(), Some(json!({"tokens": 7})));
+    assert!(t.growth().is_empty());
+}
+
+#[tokio::test]
+async fn a_timed_out_command_still_reports_its_usage() {
+    let mut t = task(json!(null));
+    t.timeout = Duration::from_secs(1);
+    let command = r#"printf '{"usage": {"tokens": 50}}' > "$WORKFORCE_CONTROL"; sleep 60"#;
+    let message = retryable(CommandHandler::new(command).run(&t).await);
+    assert!(message.starts_with("timed out after 1s"), "{message}");
+    assert_eq!(t.usage(), Some(json!({"tokens": 50})));
+}
+
+#[tokio::test]
+async fn a_stopped_command_reports_no_usage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pids = dir.path().join("pids");
+    let command = format!(
+        r#"trap 'exit 0' TERM; printf '{{"usage": {{"tokens": 5}}}}' > "$WORKFORCE_CONTROL"; sleep 600 & echo $$ $! > {pids}; wait"#,
+        pids = pids.display()
+    );
+    let (stop, signal) = StopSignal::channel(Duration::from_secs(600));
+    let t = task(json!(null)).with_stop_signal(signal);
+    let running = {
+        let t = t.clone();
+        tokio::spawn(async move { CommandHandler::new(command).run(&t).await })
+    };
+    pids_written_to(&pids, &running).await;
+    stop.request();
+    let message = retryable(finished(running).await);
+    assert!(message.starts_with("stopped on request"), "{message}");
+    assert_eq!(t.usage(), None, "nothing a stopped attempt reports counts");
+}
+
+#[tokio::test]
+async fn an_unreadable_usage_report_fails_the_attempt_and_is_still_sent_as_written() {
+    // After exit 0: a permanent failure naming the problem.
+    let t = task(json!(null));
+    let command =
+        r#"printf '{"usage": {"tokens": -5}, "branch": ["b"]}' > "$WORKFORCE_CONTROL"; echo done"#;
+    let message = permanent(CommandHandler::new(command).run(&t).await);
+    assert!(message.contains("in the control file /"), "{message}");
+    assert!(
+        message.contains(
+            r#"the usage report {"tokens":-5} cannot be read: tokens must be a whole number of at least 0, not -5"#
+        ),
+        "{message}"
+    );
+    assert_eq!(t.usage(), Some(json!({"tokens": -5})));
+    assert!(t.growth().is_empty());
+
+    // After a failure: the failure stands and gains the problem.
+    let t = task(json!(null));
+    let command =
+        r#"printf '{"usage": {"tokens": "many"}}' > "$WORKFORCE_CONTROL"; echo flaky >&2; exit 2"#;
+    let message = retryable(CommandHandler::new(command).run(&t).await);
+    assert!(
+        message.starts_with(
+            "command exited with status 2; and the control file is unusable: in the control file /"
+        ),
+        "{message}"
+    );
+    assert!(message.contains(r#"not "many""#), "{message}");
+    assert!(message.ends_with("; stderr: flaky"), "{message}");
+    assert_eq!(t.usage(), Some(json!({"tokens": "many"})));
+}
+
+#[tokio::test]
+async fn a_command_s_usage_adds_to_what_its_handler_reported() {
+    let t = task(json!(null));
+    t.report_usage(workforce_shared::Usage {
+        tokens: 10,
+        ..Default::default()
+    });
+    let command = r#"printf '{"usage": {"tokens": 5, "tool_calls": 1}}' > "$WORKFORCE_CONTROL""#;
+    CommandHandler::new(command).run(&t).await.expect("success");
+    assert_eq!(
+        t.usage(),
+        Some(json!({"tokens": 15, "cost_cents": 0, "tool_calls": 1}))
+    );
 }
 
 /// What a test's subscriber logged.
