@@ -190,6 +190,11 @@ highlights=$({
     printf '%s\n' "$missing" | awk 'NF { printf "scope path %s does not exist\n", $0 }'
 } | json_lines)
 
+# What this attempt used, for the run's budgets (no model: no tokens, no cost).
+if [ -n "${WORKFORCE_CONTROL:-}" ]; then
+    printf '{"usage": {"tool_calls": %d, "tokens": 0, "cost_cents": 0}}\n' "$tool_calls" > "$WORKFORCE_CONTROL"
+fi
+
 cat <<JSON
 {
   "agent": "analyze",

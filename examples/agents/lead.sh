@@ -94,14 +94,17 @@ nconj=$(printf '%s\n' "$stats" | cut -f3)
 nq=$(printf '%s\n' "$stats" | cut -f4)
 [ -n "$terms" ] || fail 100 "input.goal has no significant words to search for: '$goal'"
 
-# Per tier: analysts, then each analyst's budget (time, tool calls, tokens, cost) and timeout.
+# Per tier: analysts, then each analyst's budget (tool calls, tokens, cost), which is also its
+# `estimate` (reserved from the run's [limits] when it is dispatched, settled by what it
+# reports), and its time and timeout.
 if [ "$score" -le 4 ]; then
-    tier=simple; want=1; budget='"time":"30s","tool_calls":10,"tokens":20000,"cost_cents":5'; timeout=30s
+    tier=simple; want=1; estimate='"tool_calls":10,"tokens":20000,"cost_cents":5'; timeout=30s
 elif [ "$score" -le 11 ]; then
-    tier=medium; want=4; budget='"time":"30s","tool_calls":15,"tokens":40000,"cost_cents":10'; timeout=30s
+    tier=medium; want=4; estimate='"tool_calls":15,"tokens":40000,"cost_cents":10'; timeout=30s
 else
-    tier=complex; want=10; budget='"time":"45s","tool_calls":20,"tokens":60000,"cost_cents":15'; timeout=45s
+    tier=complex; want=10; estimate='"tool_calls":20,"tokens":60000,"cost_cents":15'; timeout=45s
 fi
+budget="\"time\":\"$timeout\",$estimate"
 
 files=$(focus_files -name '*.rs' -o -name '*.md' -o -name '*.toml' -o -name '*.sh')
 missing=$(missing_focus)
@@ -239,7 +242,7 @@ while [ "$a" -le "$nanalysts" ]; do
     if [ "$(field "$a" fail)" = true ]; then input="$input,\"fail_on_purpose\":true"; fi
     input="$input}"
     spawn="$spawn${spawn:+,
-    }{\"id\":\"$id\",\"capability\":\"analyze\",\"timeout\":\"$timeout\",\"input\":$input}"
+    }{\"id\":\"$id\",\"capability\":\"analyze\",\"timeout\":\"$timeout\",\"estimate\":{$estimate},\"input\":$input}"
     assignments="$assignments${assignments:+,
     }{\"id\":\"$id\",\"aspect\":$aspect_json,\"scope\":$scope_json,\"lines\":$(field "$a" lines),\"files\":$(field "$a" files)}"
     a=$((a + 1))

@@ -108,11 +108,26 @@ pub fn validate(
         &rows,
     );
     let limits = &plan.limits;
+    let mut budgets: Vec<String> = workforce_shared::Usage::PARTS
+        .iter()
+        .filter_map(|part| Some(format!("{part} {}", limits.budget(part)?)))
+        .collect();
+    budgets.extend(limits.attempts.map(|n| format!("attempts {n}")));
+    budgets.extend(
+        limits
+            .deadline_ms
+            .map(|ms| format!("deadline {}", render::millis(ms))),
+    );
     outln!(
-        "limits: spawn {} tasks at once, spawn depth {}, {} tasks in the run",
+        "limits: spawn {} tasks at once, spawn depth {}, {} tasks in the run; {}",
         limits.spawn,
         limits.depth,
-        limits.tasks
+        limits.tasks,
+        if budgets.is_empty() {
+            "no budgets".to_owned()
+        } else {
+            budgets.join(", ")
+        }
     )?;
     if !plan.params.is_empty() {
         outln!("parameters (give values with --param NAME=VALUE or --params FILE.json):")?;
