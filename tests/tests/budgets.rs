@@ -14,7 +14,8 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use workforce_coordinator::log::{Entry, Event};
 use workforce_coordinator::scheduler::{
-    CancelReason, Decision, Input, RunOutcome, RunStatus, RunView, StopReason, TaskStatus, TaskView,
+    CancelReason, Decision, FailureCause, Input, RunOutcome, RunStatus, RunView, StopReason,
+    TaskStatus, TaskView,
 };
 use workforce_shared::{Attempt, EventSeq, RunId, Usage};
 use workforce_tests::harness::{
@@ -579,6 +580,224 @@ needs = ["forever"]
         ),
         0,
         "after never ran"
+    );
+    Ok(())
+}
+
+/// A command that spawns one task of its own capability, `<its id>-x`, and notes its id.
+fn spawns_itself(dir: &Path) -> String {
+    in_dir(
+        dir,
+        r#"echo "$WORKFORCE_TASK" >> "$D/ran"
+printf '{"spawn": [{"id": "%s-x", "capability": "grow"}]}' "$WORKFORCE_TASK" > "$WORKFORCE_CONTROL"
+echo done"#,
+    )
+}
+
+fn growing_plan(name: &str, limits: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+
+[limits]
+{limits}
+
+[[tasks]]
+id = "seed"
+capability = "grow"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_keeps_spawning_itself_is_stopped_by_depth_and_tasks() -> anyhow::Result<()> {
+    let marks = tempfile::tempdir()?;
+    let command = spawns_itself(marks.path());
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 2, &[("grow", &command)])]).await?;
+    // seed is at depth 0 and the 1st task; seed-x-x-x, at depth 3 and the 4th, is refused
+    // either way: its spawn would be at depth 4, the 5th task.
+    let cases = [
+        (
+            "by-depth",
+            "depth = 3",
+            "4 is over the run's limit depth = 3",
+        ),
+        (
+            "by-tasks",
+            "depth = 100\ntasks = 4",
+            "5 is over the run's limit tasks = 4",
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (name, limits, problem) in cases {
+        let run = cluster.submit(&growing_plan(name, limits)).await?;
+        runs.push((run, problem));
+    }
+    let chain = ["seed", "seed-x", "seed-x-x", "seed-x-x-x"];
+    for (run, problem) in &runs {
+        let view = cluster.finish(run, RUN_WITHIN).await?;
+        assert_eq!(view.status, RunStatus::Failed, "{view:#?}");
+        assert_eq!(
+            view.tasks
+                .iter()
+                .map(|t| (t.task.as_str(), t.parent.as_ref().map(|p| p.as_str())))
+                .collect::<Vec<_>>(),
+            [
+                ("seed", None),
+                ("seed-x", Some("seed")),
+                ("seed-x-x", Some("seed-x")),
+                ("seed-x-x-x", Some("seed-x-x")),
+            ],
+            "each spawned by the one before, and no more: {view:#?}"
+        );
+        let tasks = by_task(&view);
+        for done in &chain[..3] {
+            assert_eq!(tasks[done].status, TaskStatus::Completed, "{view:#?}");
+        }
+        let last = tasks["seed-x-x-x"];
+        assert_eq!(
+            (last.status, last.started),
+            (TaskStatus::Failed, 1),
+            "{view:#?}"
+        );
+        let detail = last.detail.clone().unwrap_or_default();
+        assert!(
+            detail.starts_with("the coordinator refused its spawn or branch (1 problem): ")
+                && detail.contains(problem),
+            "{detail}"
+        );
+        let reason = view.reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with("task seed-x-x-x dead-lettered after 1 attempt(s)"),
+            "{reason}"
+        );
+    }
+
+    let events = cluster.stop_and_check().await?;
+    let decided = decisions(&events);
+    for (run, problem) in &runs {
+        let mine: Vec<(u64, Decision)> = decided
+            .iter()
+            .filter(|(_, d)| d.run() == Some(run))
+            .cloned()
+            .collect();
+        let spawned: Vec<(&str, Vec<&str>)> = mine
+            .iter()
+            .filter_map(|(_, d)| match d {
+                Decision::TasksSpawned { parent, tasks, .. } => Some((
+                    parent.as_str(),
+                    tasks.iter().map(|t| t.id.as_str()).collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            spawned,
+            [
+                ("seed", vec!["seed-x"]),
+                ("seed-x", vec!["seed-x-x"]),
+                ("seed-x-x", vec!["seed-x-x-x"]),
+            ]
+        );
+        let refused: Vec<&Vec<String>> = mine
+            .iter()
+            .filter_map(|(_, d)| match d {
+                Decision::AttemptFailed {
+                    task,
+                    cause: FailureCause::ControlRefused { problems },
+                    ..
+                } if task.as_str() == "seed-x-x-x" => Some(problems),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            refused.len() == 1 && refused[0].len() == 1 && refused[0][0].contains(problem),
+            "{refused:?}"
+        );
+        assert_eq!(
+            mine.last().map(|(_, d)| d),
+            Some(&Decision::RunFinished {
+                run: run.clone(),
+                outcome: RunOutcome::Failed {
+                    task: "seed-x-x-x".parse()?
+                },
+            })
+        );
+        assert_eq!(
+            count(&mine, |d| matches!(d, Decision::RetryScheduled { .. })),
+            0,
+            "a refusal is permanent"
+        );
+    }
+    let ran = std::fs::read_to_string(marks.path().join("ran"))?;
+    let mut ran: Vec<&str> = ran.lines().collect();
+    ran.sort_unstable();
+    let mut expected: Vec<&str> = chain.iter().chain(chain.iter()).copied().collect();
+    expected.sort_unstable();
+    assert_eq!(ran, expected, "each task of each chain ran once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_usage_report_fails_the_attempt_and_charges_the_estimate()
+-> anyhow::Result<()> {
+    let command = format!(
+        "{}; echo done",
+        write_control(&json!({"usage": {"tokens": -1}}))
+    );
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 1, &[("c", &command)])]).await?;
+    let plan = r#"
+name = "bad-report"
+
+[[tasks]]
+id = "liar"
+capability = "c"
+retry = { max_attempts = 1 }
+estimate = { tokens = 50 }
+"#;
+    let run = cluster.submit(plan).await?;
+    let view = cluster.finish(&run, RUN_WITHIN).await?;
+    assert_eq!(view.status, RunStatus::Failed, "{view:#?}");
+    let liar = by_task(&view)["liar"].clone();
+    assert_eq!(liar.status, TaskStatus::Failed, "{view:#?}");
+    let detail = liar.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("tokens must be a whole number of at least 0"),
+        "{detail}"
+    );
+    assert_eq!(liar.usage.tokens, 50, "charged its estimate");
+    assert_eq!(view.usage.tokens, 50);
+
+    let events = cluster.stop_and_check().await?;
+    let on_liar = decided_on_result(&events, "liar");
+    let [
+        Decision::AttemptFailed {
+            attempt: Attempt(1),
+            cause: FailureCause::UsageUnreadable { error },
+            ..
+        },
+        Decision::UsageCharged {
+            attempt: Attempt(1),
+            usage,
+            reported: false,
+            ..
+        },
+        Decision::DeadLettered { attempts: 1, .. },
+        ..,
+    ] = on_liar.as_slice()
+    else {
+        panic!("failed, charged its estimate, dead-lettered: {on_liar:#?}");
+    };
+    assert!(
+        error.contains("tokens must be a whole number of at least 0"),
+        "{error}"
+    );
+    assert_eq!(
+        *usage,
+        Usage {
+            tokens: 50,
+            ..Usage::default()
+        }
     );
     Ok(())
 }
