@@ -150,6 +150,33 @@ pub async fn signal_pid(pid: u32, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a process is gone: no such process, or a zombie (dead, not yet reaped).
+pub fn gone(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // `pid (comm) S ...`: the state follows the last ')', since comm may hold one.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    matches!(state, None | Some('Z' | 'X'))
+}
+
+/// Waits until the file at `path` holds a pid (a command wrote `echo $$ > FILE`), and
+/// returns it.
+pub async fn pid_in(path: &Path, within: Duration) -> anyhow::Result<u32> {
+    eventually(
+        &format!("{} is written", path.display()),
+        within,
+        || async {
+            Ok(std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok()))
+        },
+    )
+    .await
+}
+
 fn unique_prefix() -> Prefix {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
