@@ -17,7 +17,9 @@ use workforce_coordinator::scheduler::{
     CancelReason, Decision, Input, PauseScope, RunOutcome, RunStatus, RunView, TaskStatus, TaskView,
 };
 use workforce_shared::{Attempt, EventSeq, RunId};
-use workforce_tests::harness::{Cluster, WorkerSpec, decided_on, decisions, eventually};
+use workforce_tests::harness::{
+    Cluster, WorkerSpec, decided_on, decisions, eventually, gone, pid_in,
+};
 
 const RUN_WITHIN: Duration = Duration::from_secs(60);
 
@@ -33,32 +35,7 @@ fn in_dir(dir: &Path, body: &str) -> String {
     format!("D='{}'; {body}", dir.display())
 }
 
-/// Waits until `name` in `dir` holds a pid, and returns it.
-async fn pid_in(dir: &Path, name: &str) -> anyhow::Result<u32> {
-    let path = dir.join(name);
-    eventually(&format!("{name} is written"), RUN_WITHIN, || {
-        let path = path.clone();
-        async move {
-            Ok(std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok()))
-        }
-    })
-    .await
-}
-
-/// Whether the process is gone: no such process, or a zombie (dead, not yet reaped).
-fn gone(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    // `pid (comm) S ...`: the state follows the last ')', since comm may hold one.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].trim_start().chars().next());
-    matches!(state, None | Some('Z' | 'X'))
-}
-
+/// Waits until the process is gone, with the cluster's logs if it is not.
 async fn wait_gone(pid: u32, what: &str, cluster: &Cluster) -> anyhow::Result<()> {
     eventually(
         &format!("{what} (pid {pid}) is gone"),
@@ -165,8 +142,8 @@ capability = "work"
 needs = ["long"]
 "#;
     let run = cluster.submit(plan).await?;
-    let shell = pid_in(marks.path(), "long.pid").await?;
-    let grandchild = pid_in(marks.path(), "grandchild.pid").await?;
+    let shell = pid_in(&marks.path().join("long.pid"), RUN_WITHIN).await?;
+    let grandchild = pid_in(&marks.path().join("grandchild.pid"), RUN_WITHIN).await?;
     cluster.running(&run, "long", RUN_WITHIN).await?;
     let watch = cluster
         .cli(&["watch", run.as_str()])
@@ -312,7 +289,7 @@ needs = ["a"]
 trigger = "all_done"
 "#;
     let run = cluster.submit(plan).await?;
-    let pid = pid_in(marks.path(), "a.pid").await?;
+    let pid = pid_in(&marks.path().join("a.pid"), RUN_WITHIN).await?;
     cluster.running(&run, "a", RUN_WITHIN).await?;
     // `--note` is `--reason`'s other name.
     cli(
