@@ -343,4 +343,28 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn an_unfinished_runs_deadline_is_rearmed_from_when_it_was_accepted() {
+        let plan = format!("[limits]\ndeadline = \"1m\"\n{PLAN}");
+        let mut all = inputs();
+        all[1] = Input::RunSubmitted {
+            run: id("r"),
+            plan: Plan::parse(&plan, PlanFormat::Toml, &PlanLimits::default()).expect("plan"),
+        };
+        let (_, events) = record(all);
+        let rule = DeadlineRule {
+            grace_ms: 0,
+            floor_ms: 0,
+        };
+        let recovered = recover(&events, EventSeq(u64::MAX), rule).expect("recover");
+        // Accepted at 1000 ms (the second step), a deadline of one minute.
+        assert!(
+            recovered
+                .timers
+                .contains(&(61_000, Timer::RunDeadline { run: id("r") })),
+            "{:?}",
+            recovered.timers
+        );
+    }
 }
