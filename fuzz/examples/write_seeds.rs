@@ -60,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         interval_ms: 5_000,
         instance: workforce_shared::Instance(0x5eed),
         started_ms: 1_700_000_000_000,
+        breakers: Vec::new(),
     };
     write(&dir, "seed-heartbeat", &heartbeat)?;
     let dead = DeadLetter {

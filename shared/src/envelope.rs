@@ -273,6 +273,20 @@ pub struct Heartbeat {
     /// When that process started, in ms since the Unix epoch; absent (0) from older senders.
     #[serde(default)]
     pub started_ms: u64,
+    /// Capabilities whose circuit breaker is open: the worker pulls none of their tasks until
+    /// `until_ms`, and the coordinator counts no capacity for them meanwhile. Absent (empty)
+    /// from older senders and when every breaker is closed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakers: Vec<Breaker>,
+}
+
+/// An open circuit breaker: a capability a worker stopped pulling after `failures`
+/// consecutive failed attempts, until `until_ms` (ms since the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breaker {
+    pub capability: Capability,
+    pub failures: u32,
+    pub until_ms: u64,
 }
 
 impl Heartbeat {
@@ -485,6 +499,7 @@ mod tests {
             interval_ms: 2_000,
             instance: Instance(instance),
             started_ms,
+            breakers: Vec::new(),
         }
     }
 

@@ -33,7 +33,7 @@ pub mod subjects;
 pub use backoff::retry_delay_ms;
 pub use codec::{CodecError, Envelope, decode, encode};
 pub use envelope::{
-    Assignment, AttemptError, DeadLetter, Heartbeat, Instance, Outcome, PROTOCOL_VERSION,
+    Assignment, AttemptError, Breaker, DeadLetter, Heartbeat, Instance, Outcome, PROTOCOL_VERSION,
     RESULT_VERSION, SPAWN_VERSION, StopAttempt, TaskResult, UpstreamError, UpstreamStatus, Usage,
     UsageError, WorkerState,
 };

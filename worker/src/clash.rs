@@ -188,6 +188,7 @@ mod tests {
             interval_ms: 1_000,
             instance: Instance(instance),
             started_ms: 5,
+            breakers: Vec::new(),
         }
     }
 

@@ -124,5 +124,6 @@ pub(crate) fn announcement(
         interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
         instance: identity.instance,
         started_ms: identity.started_ms,
+        breakers: Vec::new(),
     }
 }

@@ -134,6 +134,7 @@ impl Liveness {
         let known_hb = Heartbeat {
             instance: known.instance,
             started_ms: known.started_ms,
+            breakers: Vec::new(),
             ..hb.clone()
         };
         let earlier = known_hb.yields_to(hb);
@@ -184,6 +185,7 @@ mod tests {
             interval_ms: 1_000,
             instance: Instance(7),
             started_ms: 100,
+            breakers: Vec::new(),
         }
     }
 
