@@ -194,6 +194,7 @@ impl Scheduler {
                 };
                 let capability = self.end_attempt(kind, run, task, *attempt)?;
                 self.release(&capability);
+                self.count_result(input, true);
                 let (state, index) = self.task_mut(kind, run, task)?;
                 state.tasks[index].attempt = *attempt;
                 state.finish(index, Phase::Completed { output });
@@ -206,6 +207,10 @@ impl Scheduler {
             } => {
                 let capability = self.end_attempt(kind, run, task, *attempt)?;
                 self.release(&capability);
+                if matches!(input, Input::ResultReceived { result } if &result.task == task && result.attempt == *attempt)
+                {
+                    self.count_result(input, false);
+                }
                 // The phase is settled by the RetryScheduled or DeadLettered that follows.
                 let (state, index) = self.task_mut(kind, run, task)?;
                 state.tasks[index].failures.push((*attempt, cause.clone()));
@@ -368,6 +373,16 @@ impl Scheduler {
             | Decision::ResultIgnored { .. } => {}
         }
         Ok(())
+    }
+
+    /// Counts a result that ended its attempt for the worker that reported it.
+    fn count_result(&mut self, input: &Input, succeeded: bool) {
+        if let Input::ResultReceived { result } = input {
+            self.worker_stats
+                .entry(result.worker.clone())
+                .or_default()
+                .record(succeeded);
+        }
     }
 
     /// Checks that `attempt` is running, and returns its capability.

@@ -53,7 +53,33 @@ pub use events::{
 };
 pub use evolve::RestoreError;
 pub use step::{Effect, Fate, Step, Timer};
-pub use view::{RunStatus, RunSummary, RunView, TaskStatus, TaskView, WorkerView};
+pub use view::{LiveWorker, RunStatus, RunSummary, RunView, TaskStatus, TaskView, WorkerView};
+
+/// Outcomes of the results a worker reported that counted (not ignored).
+#[derive(Clone, Debug, Default)]
+struct WorkerStats {
+    completed: u64,
+    failed: u64,
+    /// The last [`RECENT_WINDOW`] outcomes, oldest first: `true` for a success.
+    recent: std::collections::VecDeque<bool>,
+}
+
+/// How many of a worker's latest outcomes its success rate is over.
+pub const RECENT_WINDOW: usize = 20;
+
+impl WorkerStats {
+    fn record(&mut self, succeeded: bool) {
+        if succeeded {
+            self.completed += 1;
+        } else {
+            self.failed += 1;
+        }
+        if self.recent.len() == RECENT_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(succeeded);
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct WorkerInfo {
@@ -75,6 +101,8 @@ pub struct Scheduler {
     /// dispatched until resumed.
     paused_runs: BTreeSet<u64>,
     paused_capabilities: BTreeSet<Capability>,
+    /// What each worker's results came to, live or gone.
+    worker_stats: BTreeMap<WorkerId, WorkerStats>,
 }
 
 /// What a step has produced so far.

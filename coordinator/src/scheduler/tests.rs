@@ -1006,3 +1006,19 @@ fn pausing_an_unknown_or_finished_run_is_refused() {
 }
 
 mod budgets;
+
+#[test]
+fn a_workers_results_are_counted_with_its_recent_success_rate() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 10);
+    submit(&mut s, DIAMOND);
+    s.apply(&ok("a", 1));
+    s.apply(&failed("b", 1));
+    s.apply(&ok("x", 1));
+    // A duplicate counts for nothing: it ended no attempt.
+    s.apply(&ok("x", 1));
+    let view = s.workers().into_iter().next().expect("w1");
+    assert_eq!((view.completed, view.failed), (2, 1));
+    let rate = view.success_rate.expect("a rate");
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{rate}");
+}

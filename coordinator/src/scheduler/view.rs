@@ -142,8 +142,31 @@ pub struct RunSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerView {
     pub worker: WorkerId,
+    /// The capabilities it counts for now (those whose breaker is open left out).
     pub capabilities: Vec<Capability>,
     pub concurrency: u32,
+    /// Results it reported that ended their attempts: completed, failed.
+    #[serde(default)]
+    pub completed: u64,
+    #[serde(default)]
+    pub failed: u64,
+    /// Completed among its last (up to 20) such results, 0 to 1; absent before any.
+    #[serde(default)]
+    pub success_rate: Option<f64>,
+    /// What its last heartbeat said, and how long ago it came (absent in a log replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveWorker>,
+}
+
+/// What a worker's heartbeats say: known to the coordinator's service, not to the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveWorker {
+    pub state: workforce_shared::WorkerState,
+    pub in_flight: u32,
+    /// Every capability it serves, breakers open or not.
+    pub serves: Vec<Capability>,
+    pub breakers: Vec<workforce_shared::Breaker>,
+    pub last_heartbeat_ms_ago: u64,
 }
 
 fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
@@ -329,10 +352,20 @@ impl Scheduler {
     pub fn workers(&self) -> Vec<WorkerView> {
         self.workers
             .iter()
-            .map(|(id, w)| WorkerView {
-                worker: id.clone(),
-                capabilities: w.capabilities.clone(),
-                concurrency: w.concurrency,
+            .map(|(id, w)| {
+                let stats = self.worker_stats.get(id);
+                let success_rate = stats.filter(|s| !s.recent.is_empty()).map(|s| {
+                    s.recent.iter().filter(|ok| **ok).count() as f64 / s.recent.len() as f64
+                });
+                WorkerView {
+                    worker: id.clone(),
+                    capabilities: w.capabilities.clone(),
+                    concurrency: w.concurrency,
+                    completed: stats.map_or(0, |s| s.completed),
+                    failed: stats.map_or(0, |s| s.failed),
+                    success_rate,
+                    live: None,
+                }
             })
             .collect()
     }

@@ -14,17 +14,23 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
-use workforce_shared::{Capability, Heartbeat, Instance, WorkerId, WorkerState};
+use workforce_shared::{Breaker, Capability, Heartbeat, Instance, WorkerId, WorkerState};
 
-use crate::scheduler::{Input, WorkerLeftReason, WorkerView};
+use crate::scheduler::{Input, LiveWorker, WorkerLeftReason, WorkerView};
 
 /// Longest heartbeat interval believed; a worker silent for three of these is gone.
 const MAX_HEARTBEAT_MS: u64 = 60_000;
 
 #[derive(Debug)]
 struct Known {
+    /// What the worker counts for: what it serves less the capabilities whose breaker is open.
     capabilities: Vec<Capability>,
     concurrency: u32,
+    /// What its last heartbeat said, for `workforce workers`.
+    serves: Vec<Capability>,
+    breakers: Vec<Breaker>,
+    in_flight: u32,
+    state: WorkerState,
     /// When the worker counts as gone unless heard from.
     due: Instant,
     /// The process whose heartbeats count, and when it started (0: unknown).
@@ -55,8 +61,12 @@ impl Liveness {
             .into_iter()
             .map(|w| {
                 let known = Known {
+                    serves: w.capabilities.clone(),
                     capabilities: w.capabilities,
                     concurrency: w.concurrency,
+                    breakers: Vec::new(),
+                    in_flight: 0,
+                    state: WorkerState::Ready,
                     due: now + worker_timeout,
                     instance: Instance(0),
                     started_ms: 0,
@@ -83,15 +93,25 @@ impl Liveness {
         match hb.state {
             WorkerState::Ready => {
                 // Announced as a set: order and repeats are not a change.
-                let mut capabilities = hb.capabilities;
-                capabilities.sort();
-                capabilities.dedup();
+                let mut serves = hb.capabilities;
+                serves.sort();
+                serves.dedup();
+                // A capability whose breaker is open counts for nothing until it closes.
+                let capabilities: Vec<Capability> = serves
+                    .iter()
+                    .filter(|c| !hb.breakers.iter().any(|b| &b.capability == *c))
+                    .cloned()
+                    .collect();
                 // Clamped: a worker claiming a huge interval must still expire.
                 let interval = Duration::from_millis(hb.interval_ms.min(MAX_HEARTBEAT_MS));
                 let due = now + (interval * 3).max(self.worker_timeout);
                 let known = Known {
                     capabilities,
                     concurrency: hb.concurrency,
+                    serves,
+                    breakers: hb.breakers,
+                    in_flight: hb.in_flight,
+                    state: hb.state,
                     due,
                     instance: hb.instance,
                     started_ms: hb.started_ms,
@@ -146,6 +166,21 @@ impl Liveness {
         }
         warn!(worker = %hb.worker, known = %known.instance, other = %hb.instance, state = ?hb.state, "ignoring a heartbeat from a second worker process with the same id: give each worker its own --id");
         false
+    }
+
+    /// What the last heartbeat of `worker` said, and how long ago it came.
+    pub(super) fn live(&self, worker: &WorkerId, now: Instant) -> Option<LiveWorker> {
+        let known = self.workers.get(worker)?;
+        Some(LiveWorker {
+            state: known.state,
+            in_flight: known.in_flight,
+            serves: known.serves.clone(),
+            breakers: known.breakers.clone(),
+            last_heartbeat_ms_ago: u64::try_from(
+                now.saturating_duration_since(known.last_seen).as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        })
     }
 
     /// Workers not heard from in time, as inputs; they are forgotten.
@@ -286,6 +321,10 @@ mod tests {
             worker: "old".parse().expect("id"),
             capabilities: vec!["a".parse().expect("id")],
             concurrency: 1,
+            completed: 0,
+            failed: 0,
+            success_rate: None,
+            live: None,
         }];
         let mut live = Liveness::new(recovered, Duration::from_secs(10), now);
         let mut slow = hb("slow", &["a"], WorkerState::Ready);
@@ -299,5 +338,35 @@ mod tests {
         );
         assert_eq!(live.expired(now + Duration::from_secs(15)).len(), 1);
         assert!(live.workers.is_empty());
+    }
+
+    #[test]
+    fn a_capability_whose_breaker_is_open_counts_for_nothing_until_it_closes() {
+        let now = Instant::now();
+        let mut live = Liveness::new(Vec::new(), Duration::from_secs(10), now);
+        let all = hb("w", &["a", "b"], WorkerState::Ready);
+        assert!(live.heartbeat(all.clone(), now).is_some());
+        let mut tripped = all.clone();
+        tripped.breakers = vec![Breaker {
+            capability: "a".parse().expect("id"),
+            failures: 3,
+            until_ms: 99,
+        }];
+        assert_eq!(
+            live.heartbeat(tripped, now),
+            Some(Input::WorkerJoined {
+                worker: "w".parse().expect("id"),
+                capabilities: vec!["b".parse().expect("id")],
+                concurrency: 2,
+            })
+        );
+        let shown = live.live(&"w".parse().expect("id"), now).expect("live");
+        assert_eq!(shown.serves.len(), 2, "it still serves both");
+        assert_eq!(shown.breakers.len(), 1);
+        // Closed again: both count.
+        assert!(matches!(
+            live.heartbeat(all, now),
+            Some(Input::WorkerJoined { capabilities, .. }) if capabilities.len() == 2
+        ));
     }
 }

@@ -36,7 +36,7 @@ use workforce_shared::jetstream::{declare_streams, results_consumer};
 use workforce_shared::runtime;
 use workforce_shared::{EventSeq, Subjects, encode};
 
-use crate::api::{ApiResponse, Request};
+use crate::api::{ApiResponse, Reply, Request};
 use crate::config::CoordinatorConfig;
 use crate::log::{Event, EventLog};
 use crate::recovery::{DeadlineRule, recover};
@@ -388,9 +388,16 @@ impl Coordinator {
                 warn!(error = %e, "could not ack a result; the broker will redeliver it and it will be ignored as a duplicate");
             }
         }
+        let now = Instant::now();
         for (reply, request) in batch.queries {
-            let response = ApiResponse::new(requests::query(&self.scheduler, request));
-            batch.replies.push((reply, response));
+            let mut result = requests::query(&self.scheduler, request);
+            // What heartbeats say is the service's to add, not the log's.
+            if let Ok(Reply::Workers { workers }) = &mut result {
+                for view in workers.iter_mut() {
+                    view.live = self.liveness.live(&view.worker, now);
+                }
+            }
+            batch.replies.push((reply, ApiResponse::new(result)));
         }
         let max_payload = self.client.server_info().max_payload;
         for (reply, response) in batch.replies {

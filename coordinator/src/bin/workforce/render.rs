@@ -242,15 +242,54 @@ pub fn write_workers(out: &mut impl Write, workers: &[WorkerView]) -> io::Result
     let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
-            let caps: Vec<&str> = w.capabilities.iter().map(|c| c.as_str()).collect();
+            let live = w.live.as_ref();
+            let serves = live.map_or(&w.capabilities, |l| &l.serves);
+            let caps: Vec<&str> = serves.iter().map(|c| c.as_str()).collect();
+            let breakers: Vec<String> = live
+                .map(|l| {
+                    l.breakers
+                        .iter()
+                        .map(|b| format!("{} open after {} failures", b.capability, b.failures))
+                        .collect()
+                })
+                .unwrap_or_default();
             vec![
                 w.worker.to_string(),
+                live.map_or("-".to_owned(), |l| format!("{:?}", l.state).to_lowercase()),
                 w.concurrency.to_string(),
+                live.map_or("-".to_owned(), |l| l.in_flight.to_string()),
+                w.completed.to_string(),
+                w.failed.to_string(),
+                w.success_rate
+                    .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
+                live.map_or("-".to_owned(), |l| {
+                    format!("{} ago", millis(l.last_heartbeat_ms_ago))
+                }),
                 caps.join(", "),
+                if breakers.is_empty() {
+                    "-".to_owned()
+                } else {
+                    breakers.join("; ")
+                },
             ]
         })
         .collect();
-    write_table(out, &["WORKER", "CONCURRENCY", "CAPABILITIES"], &rows)
+    write_table(
+        out,
+        &[
+            "WORKER",
+            "STATE",
+            "CONCURRENCY",
+            "IN FLIGHT",
+            "COMPLETED",
+            "FAILED",
+            "SUCCESS",
+            "HEARTBEAT",
+            "CAPABILITIES",
+            "BREAKERS",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]
