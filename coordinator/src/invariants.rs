@@ -291,7 +291,8 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                 | Input::CoordinatorStarted { .. }
                 | Input::PauseRequested { .. }
                 | Input::ResumeRequested { .. }
-                | Input::RunDeadlinePassed { .. } => {}
+                | Input::RunDeadlinePassed { .. }
+                | Input::RedriveRequested { .. } => {}
             },
             Entry::Decision(decision) => {
                 if decided_task(decision).is_some() {
@@ -407,6 +408,15 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                             }
                         }
                     }
+                    Decision::TaskRedriven {
+                        run, task, attempt, ..
+                    } => {
+                        // Its outcome is undone: it gets another.
+                        ledger.reopen(run, task);
+                        ledger.ready.insert((run.clone(), task.clone(), *attempt));
+                    }
+                    Decision::TaskRestored { run, task } => ledger.reopen(run, task),
+                    Decision::RunReopened { .. } => {}
                     Decision::UsageCharged {
                         run, task, usage, ..
                     } => {
@@ -462,6 +472,16 @@ fn decided_task(decision: &Decision) -> Option<&TaskId> {
 }
 
 impl Ledger {
+    /// A task that ended waits or runs again (a redrive, a restore): its outcome is undone.
+    fn reopen(&mut self, run: &RunId, task: &TaskId) {
+        if let Some(n) = self.outcomes.get_mut(&(run.clone(), task.clone())) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(graph) = self.graphs.get_mut(run) {
+            graph.ended.remove(task);
+        }
+    }
+
     /// Notes how a task ended, for the rules of the tasks that wait on it.
     fn record_ending(&mut self, decision: &Decision) {
         let (run, task, ending) = match decision {

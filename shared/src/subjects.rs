@@ -230,8 +230,10 @@ impl Subjects {
         format!("{run}.{task}.{attempt}.result")
     }
 
-    pub fn dead_letter_msg_id(&self, run: &RunId, task: &TaskId) -> String {
-        format!("{run}.{task}.dlq")
+    /// Message id of a dead letter, by the task's last attempt: a redriven task that is
+    /// dead-lettered again (its attempts numbered on) gets a dead letter of its own.
+    pub fn dead_letter_msg_id(&self, run: &RunId, task: &TaskId, attempt: Attempt) -> String {
+        format!("{run}.{task}.{attempt}.dlq")
     }
 }
 

@@ -80,6 +80,14 @@ pub enum Input {
     ResumeRequested { scope: PauseScope },
     /// The run's `deadline` (wall time from its submission) has passed.
     RunDeadlinePassed { run: RunId },
+    /// An operator asked to run a dead-lettered task again (or every one of the run's), with
+    /// `with_input` as its input if given; past the redrive limit only when forced.
+    RedriveRequested {
+        run: RunId,
+        task: Option<TaskId>,
+        with_input: Option<serde_json::Value>,
+        force: bool,
+    },
 }
 
 /// What a pause holds: one run, or one capability for every run.
@@ -201,6 +209,24 @@ pub enum Decision {
     Resumed {
         scope: PauseScope,
     },
+    /// A dead-lettered task runs again: `attempt` is its next (numbering goes on), with a fresh
+    /// attempt budget; `redrives` counts its redrives so far. Its input is the request's, if it
+    /// gave one.
+    TaskRedriven {
+        run: RunId,
+        task: TaskId,
+        attempt: Attempt,
+        redrives: u32,
+    },
+    /// A task canceled or skipped because of a redriven task waits again, to be judged anew.
+    TaskRestored {
+        run: RunId,
+        task: TaskId,
+    },
+    /// A finished run has work again (a redrive): it will finish anew.
+    RunReopened {
+        run: RunId,
+    },
     /// An attempt that ended is charged to its run's budgets: what its worker reported
     /// (`reported`), or else its task's estimate. Releases the estimate reserved at dispatch.
     UsageCharged {
@@ -245,6 +271,12 @@ pub enum Rejection {
     },
     AlreadyPaused {
         scope: PauseScope,
+    },
+    /// A redrive that cannot be done.
+    NotRedriven {
+        run: RunId,
+        task: Option<TaskId>,
+        why: RedriveRefusal,
     },
     NotPaused {
         scope: PauseScope,
@@ -311,6 +343,23 @@ pub enum CancelReason {
     /// The run was stopped before it could finish.
     RunStopped { reason: StopReason },
 }
+
+/// Why a redrive was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RedriveRefusal {
+    /// The task was not dead-lettered (it runs, waits, completed, was canceled or skipped).
+    NotDeadLettered,
+    /// The run has no dead-lettered task.
+    NothingToRedrive,
+    /// The task was redriven `limit` times already; force it to go on.
+    LimitReached { limit: u32 },
+    /// The run was canceled or stopped: it is not reopened.
+    RunEnded { status: String },
+}
+
+/// How many times a task is redriven before a redrive must be forced.
+pub const REDRIVE_LIMIT: u32 = 3;
 
 /// Why a run was stopped before it could finish by itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +481,25 @@ impl fmt::Display for Rejection {
                 write!(f, "task {task} of run {run} has already finished")
             }
             Rejection::AlreadyPaused { scope } => write!(f, "{scope} is already paused"),
+            Rejection::NotRedriven { run, task, why } => {
+                match task {
+                    Some(task) => write!(f, "task {task} of run {run} is not redriven: ")?,
+                    None => write!(f, "run {run} is not redriven: ")?,
+                }
+                match why {
+                    RedriveRefusal::NotDeadLettered => f.write_str("it was not dead-lettered"),
+                    RedriveRefusal::NothingToRedrive => {
+                        f.write_str("no task of it was dead-lettered")
+                    }
+                    RedriveRefusal::LimitReached { limit } => write!(
+                        f,
+                        "it was redriven {limit} times already (the limit); pass --force to go on"
+                    ),
+                    RedriveRefusal::RunEnded { status } => {
+                        write!(f, "the run was {status}, and is not reopened")
+                    }
+                }
+            }
             Rejection::NotPaused { scope } => write!(f, "{scope} is not paused"),
         }
     }
@@ -518,12 +586,13 @@ impl Input {
             Input::PauseRequested { .. } => Self::KINDS[9],
             Input::ResumeRequested { .. } => Self::KINDS[10],
             Input::RunDeadlinePassed { .. } => Self::KINDS[11],
+            Input::RedriveRequested { .. } => Self::KINDS[12],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 13] = [
         "run_submitted",
         "result_received",
         "retry_due",
@@ -536,6 +605,7 @@ impl Input {
         "pause_requested",
         "resume_requested",
         "run_deadline_passed",
+        "redrive_requested",
     ];
 }
 
@@ -560,12 +630,15 @@ impl Decision {
             Decision::Paused { .. } => Self::KINDS[14],
             Decision::Resumed { .. } => Self::KINDS[15],
             Decision::UsageCharged { .. } => Self::KINDS[16],
+            Decision::TaskRedriven { .. } => Self::KINDS[17],
+            Decision::TaskRestored { .. } => Self::KINDS[18],
+            Decision::RunReopened { .. } => Self::KINDS[19],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 17] = [
+    pub const KINDS: [&'static str; 20] = [
         "run_accepted",
         "input_rejected",
         "task_ready",
@@ -583,6 +656,9 @@ impl Decision {
         "paused",
         "resumed",
         "usage_charged",
+        "task_redriven",
+        "task_restored",
+        "run_reopened",
     ];
 
     /// The run the decision is about, if any.
@@ -601,7 +677,10 @@ impl Decision {
             | Decision::ResultIgnored { run, .. }
             | Decision::TasksSpawned { run, .. }
             | Decision::TaskSkipped { run, .. }
-            | Decision::UsageCharged { run, .. } => Some(run),
+            | Decision::UsageCharged { run, .. }
+            | Decision::TaskRedriven { run, .. }
+            | Decision::TaskRestored { run, .. }
+            | Decision::RunReopened { run } => Some(run),
             Decision::Paused { scope } | Decision::Resumed { scope } => match scope {
                 PauseScope::Run { run } => Some(run),
                 PauseScope::Capability { .. } => None,

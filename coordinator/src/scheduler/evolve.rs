@@ -8,7 +8,9 @@
 
 use workforce_shared::{Attempt, Outcome, RunId, TaskId};
 
-use super::events::{Decision, Input, PauseScope, RunOutcome, SEMANTICS_VERSION};
+use super::events::{
+    CancelReason, Decision, Input, PauseScope, RunOutcome, SEMANTICS_VERSION, SkipReason,
+};
 use super::run::{Phase, RunState};
 use super::{Scheduler, WorkerInfo};
 
@@ -89,7 +91,8 @@ impl Scheduler {
             | Input::CoordinatorStarted { .. }
             | Input::PauseRequested { .. }
             | Input::ResumeRequested { .. }
-            | Input::RunDeadlinePassed { .. } => {}
+            | Input::RunDeadlinePassed { .. }
+            | Input::RedriveRequested { .. } => {}
         }
     }
 
@@ -331,6 +334,62 @@ impl Scheduler {
                     state.cancel_note.clone_from(note);
                 }
                 state.outcome = Some(outcome.clone());
+            }
+            Decision::TaskRedriven {
+                run,
+                task,
+                attempt,
+                redrives,
+            } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                let current = state.tasks[index].attempt;
+                let phase = &state.tasks[index].phase;
+                if *phase != Phase::Failed || *attempt != current.next() {
+                    return Err(out_of_order(kind, run, task, *attempt, phase));
+                }
+                if let Input::RedriveRequested {
+                    with_input: Some(new_input),
+                    ..
+                } = input
+                {
+                    state.plan.tasks[index].input = new_input.clone();
+                }
+                state.unfinish(index, Phase::Ready);
+                state.dead_letters.retain(|&d| d != index);
+                let task_state = &mut state.tasks[index];
+                task_state.attempt = *attempt;
+                task_state.first_attempt = *attempt;
+                task_state.redrives = *redrives;
+                let key = state.ready_key(index);
+                let capability = state.plan.tasks[index].capability.clone();
+                self.ready.entry(capability).or_default().insert(key);
+            }
+            Decision::TaskRestored { run, task } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                let restorable = matches!(
+                    state.tasks[index].phase,
+                    Phase::Canceled {
+                        reason: CancelReason::UpstreamFailed { .. }
+                    } | Phase::Skipped {
+                        reason: SkipReason::TriggerUnmet { .. }
+                    }
+                );
+                if !restorable {
+                    let attempt = state.tasks[index].attempt;
+                    let phase = &state.tasks[index].phase;
+                    return Err(out_of_order(kind, run, task, attempt, phase));
+                }
+                state.unfinish(index, Phase::Waiting);
+            }
+            Decision::RunReopened { run } => {
+                let state = self
+                    .runs
+                    .get_mut(run)
+                    .ok_or_else(|| RestoreError::UnknownRun {
+                        decision: kind,
+                        run: run.clone(),
+                    })?;
+                state.outcome = None;
             }
             Decision::UsageCharged {
                 run, task, usage, ..

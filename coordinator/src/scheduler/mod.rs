@@ -28,6 +28,7 @@ mod budget;
 mod events;
 mod evolve;
 mod ready;
+mod redrive;
 mod run;
 mod settle;
 mod step;
@@ -48,8 +49,8 @@ use settle::{Judgement, Settle};
 
 pub use events::{
     COORDINATOR, CancelReason, Decision, FailureCause, IgnoreReason, Input, PauseScope,
-    PublishFailure, Rejection, RunOutcome, SEMANTICS_VERSION, SkipReason, StopReason,
-    WorkerLeftReason,
+    PublishFailure, REDRIVE_LIMIT, RedriveRefusal, Rejection, RunOutcome, SEMANTICS_VERSION,
+    SkipReason, StopReason, WorkerLeftReason,
 };
 pub use evolve::RestoreError;
 pub use step::{Effect, Fate, Step, Timer};
@@ -161,6 +162,9 @@ impl Scheduler {
                 }
             }
             Input::RunDeadlinePassed { run } => self.deadline_passed(&input, run, &mut out),
+            Input::RedriveRequested {
+                run, task, force, ..
+            } => self.redrive(&input, run, task.as_ref(), *force, &mut out),
             Input::PauseRequested { scope } => self.pause(&input, scope, true, &mut out),
             Input::ResumeRequested { scope } => self.pause(&input, scope, false, &mut out),
             // Facts the state takes in `observe`; what they free up is dispatched below.
@@ -324,7 +328,9 @@ impl Scheduler {
         };
         let spec = &state.plan.tasks[index];
         let task = spec.id.clone();
-        let retry = (!cause.is_permanent() && attempt.0 < spec.retry.max_attempts).then(|| {
+        // Attempts since the latest redrive (since the first, before any).
+        let made = attempt.0.saturating_sub(state.tasks[index].first_attempt.0) + 1;
+        let retry = (!cause.is_permanent() && made < spec.retry.max_attempts).then(|| {
             let next = attempt.next();
             (next, retry_delay_ms(&spec.retry, run, &task, next))
         });

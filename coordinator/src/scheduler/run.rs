@@ -122,6 +122,10 @@ pub(super) struct TaskState {
     pub(super) depth: u32,
     /// What its attempts were charged, summed.
     pub(super) used: Usage,
+    /// Times it was redriven, and the first attempt of the latest (its retry budget counts
+    /// from there).
+    pub(super) redrives: u32,
+    pub(super) first_attempt: Attempt,
 }
 
 #[derive(Clone, Debug)]
@@ -207,6 +211,8 @@ impl RunState {
                 parent,
                 depth,
                 used: Usage::default(),
+                redrives: 0,
+                first_attempt: Attempt::FIRST,
             });
             self.dependents.push(Vec::new());
             self.upstream.push(Vec::new());
@@ -276,6 +282,39 @@ impl RunState {
                 ending.count(&mut self.tasks[w].counts);
             }
         }
+    }
+
+    /// Undoes [`RunState::finish`]: the task has not ended after all (a redrive, a restore),
+    /// and counts as unfinished for every task waiting on it.
+    pub(super) fn unfinish(&mut self, task: usize, phase: Phase) {
+        let ending = self.tasks[task].phase.ending();
+        self.tasks[task].phase = phase;
+        if let Some(ending) = ending {
+            for &w in &self.watchers[task] {
+                let counts = &mut self.tasks[w].counts;
+                match ending {
+                    Ending::Completed => counts.completed = counts.completed.saturating_sub(1),
+                    Ending::Failed => counts.failed = counts.failed.saturating_sub(1),
+                    Ending::Skipped => counts.skipped = counts.skipped.saturating_sub(1),
+                }
+                counts.unfinished += 1;
+            }
+        }
+    }
+
+    /// The tasks waiting, directly or not, on `task`, in task order.
+    pub(super) fn downstream(&self, task: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.tasks.len()];
+        let mut stack = vec![task];
+        while let Some(t) = stack.pop() {
+            for &w in &self.watchers[t] {
+                if !seen[w] {
+                    seen[w] = true;
+                    stack.push(w);
+                }
+            }
+        }
+        (0..seen.len()).filter(|&i| seen[i]).collect()
     }
 
     pub(super) fn index_of(&self, task: &TaskId) -> Option<usize> {

@@ -32,7 +32,7 @@ pub(super) enum Judgement {
 #[derive(Debug, Default)]
 pub(super) struct Settle {
     /// Tasks to judge whatever ended: those just added.
-    pub(super) fresh: std::ops::Range<usize>,
+    pub(super) fresh: Vec<usize>,
     /// Tasks that ended, for their watchers to be judged: with how they count when the state
     /// does not count them yet (decided in this settle), `None` when it does.
     pub(super) ended: VecDeque<(usize, Option<Ending>)>,
@@ -41,9 +41,9 @@ pub(super) struct Settle {
 }
 
 impl Settle {
-    pub(super) fn fresh(tasks: std::ops::Range<usize>) -> Self {
+    pub(super) fn fresh(tasks: impl IntoIterator<Item = usize>) -> Self {
         Self {
-            fresh: tasks,
+            fresh: tasks.into_iter().collect(),
             ..Self::default()
         }
     }
@@ -171,7 +171,7 @@ impl Scheduler {
             }
             state.plan.tasks[task].trigger.verdict(counts)
         };
-        let mut candidates: Vec<usize> = settle.fresh.clone().collect();
+        let mut candidates: Vec<usize> = std::mem::take(&mut settle.fresh);
         loop {
             for task in candidates.drain(..) {
                 if settle.fates.contains_key(&task) || state.tasks[task].phase != Phase::Waiting {

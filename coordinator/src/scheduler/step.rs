@@ -142,6 +142,9 @@ impl Scheduler {
             }
             Decision::TasksSpawned { .. }
             | Decision::UsageCharged { .. }
+            | Decision::TaskRedriven { .. }
+            | Decision::TaskRestored { .. }
+            | Decision::RunReopened { .. }
             | Decision::TaskSkipped { .. }
             | Decision::Paused { .. }
             | Decision::Resumed { .. }

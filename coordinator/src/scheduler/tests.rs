@@ -1022,3 +1022,5 @@ fn a_workers_results_are_counted_with_its_recent_success_rate() {
     let rate = view.success_rate.expect("a rate");
     assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{rate}");
 }
+
+mod redrive;

@@ -37,7 +37,7 @@ impl Publish {
             ),
             Publish::DeadLetter(d) => (
                 subjects.dead_letter(&d.run, &d.task),
-                subjects.dead_letter_msg_id(&d.run, &d.task),
+                subjects.dead_letter_msg_id(&d.run, &d.task, d.last_assignment.attempt),
                 encode(d)?,
             ),
         })

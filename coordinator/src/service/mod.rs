@@ -492,6 +492,16 @@ fn trace(decision: &Decision) {
         } => {
             debug!(run_id = %run, task_id = %task, attempt = %attempt, ?usage, reported, "usage charged")
         }
+        Decision::TaskRedriven {
+            run,
+            task,
+            attempt,
+            redrives,
+        } => info!(run_id = %run, task_id = %task, attempt = %attempt, redrives, "task redriven"),
+        Decision::TaskRestored { run, task } => {
+            info!(run_id = %run, task_id = %task, "task restored by a redrive")
+        }
+        Decision::RunReopened { run } => info!(run_id = %run, "run reopened by a redrive"),
         Decision::Paused { scope } => info!(scope = %scope, "paused"),
         Decision::Resumed { scope } => info!(scope = %scope, "resumed"),
         Decision::TasksSpawned { run, parent, tasks } => {

@@ -87,6 +87,8 @@ pub struct FaultCounts {
     pub pauses: u64,
     /// Usage reports that cannot be read.
     pub bad_usage: u64,
+    /// Redrives of a dead-lettered task.
+    pub redrives: u64,
 }
 
 impl FaultCounts {
@@ -102,6 +104,7 @@ impl FaultCounts {
             + self.runs_canceled
             + self.pauses
             + self.bad_usage
+            + self.redrives
     }
 
     fn add(&mut self, other: &FaultCounts) {
@@ -116,6 +119,7 @@ impl FaultCounts {
         self.runs_canceled += other.runs_canceled;
         self.pauses += other.pauses;
         self.bad_usage += other.bad_usage;
+        self.redrives += other.redrives;
     }
 }
 
@@ -123,7 +127,7 @@ impl fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}, tasks canceled {}, runs canceled {}, pauses {}, unreadable usage {}",
+            "timeouts {}, permanent failures {}, workers left {}, workers joined {}, coordinator restarts {}, duplicate results {}, unpublishable {}, tasks canceled {}, runs canceled {}, pauses {}, unreadable usage {}, redrives {}",
             self.timeouts,
             self.permanent_failures,
             self.workers_left,
@@ -134,7 +138,8 @@ impl fmt::Display for FaultCounts {
             self.tasks_canceled,
             self.runs_canceled,
             self.pauses,
-            self.bad_usage
+            self.bad_usage,
+            self.redrives
         )
     }
 }

@@ -15,7 +15,8 @@ use super::{EventSink, FaultCounts, SimConfig, SimError, SimReport, SplitMix64};
 use crate::log::{Event, LogError};
 use crate::recovery::{DeadlineRule, recover};
 use crate::scheduler::{
-    Decision, Effect, Input, PauseScope, PublishFailure, SEMANTICS_VERSION, Scheduler, Timer,
+    Decision, Effect, Input, PauseScope, PublishFailure, RunOutcome, SEMANTICS_VERSION, Scheduler,
+    Timer,
 };
 
 /// Chances, with faults on. Per attempt:
@@ -41,6 +42,12 @@ const P_CANCEL_TASK: f64 = 0.002;
 const P_CANCEL_RUN: f64 = 0.0005;
 /// An operator pauses the run or one capability, and resumes it up to 30 s later.
 const P_PAUSE: f64 = 0.003;
+/// An operator redrives a dead-lettered task of the running run.
+const P_REDRIVE: f64 = 0.01;
+/// An operator redrives every dead letter of a run that finished failed, which reopens it;
+/// at most `MAX_REOPENS` times a run.
+const P_REDRIVE_FAILED_RUN: f64 = 0.3;
+const MAX_REOPENS: u32 = 2;
 /// Per attempt of a run with budgets: its worker's usage report cannot be read.
 const P_BAD_USAGE: f64 = 0.01;
 /// Per step: the coordinator dies after the commit, before the step's effects.
@@ -150,6 +157,8 @@ struct World<'a> {
     depth: BTreeMap<TaskId, u32>,
     /// Whether the plan has budgets: then every attempt reports usage.
     budgeted: bool,
+    /// Times the run was reopened by a redrive.
+    reopens: u32,
 }
 
 pub(super) fn run(
@@ -194,6 +203,7 @@ pub(super) fn run(
         finished_at: None,
         depth: BTreeMap::new(),
         budgeted: plan.limits.has_budgets(),
+        reopens: 0,
     };
     world.inputs.push_back(Input::CoordinatorStarted {
         semantics: SEMANTICS_VERSION,
@@ -263,12 +273,34 @@ impl World<'_> {
     fn apply(&mut self, input: Input) -> Result<(), SimError> {
         let before = self.recorder.last_seq();
         let step = self.scheduler.step(input);
+        let finished = step.decisions.iter().find_map(|d| match d {
+            Decision::RunFinished { run, outcome } if *run == self.run => Some(outcome.clone()),
+            _ => None,
+        });
+        match finished {
+            // Now and then an operator redrives a failed run's dead letters: it reopens.
+            Some(RunOutcome::Failed { .. })
+                if self.reopens < MAX_REOPENS && self.roll(P_REDRIVE_FAILED_RUN) =>
+            {
+                self.reopens += 1;
+                self.faults.redrives += 1;
+                self.inputs.push_back(Input::RedriveRequested {
+                    run: self.run.clone(),
+                    task: None,
+                    with_input: None,
+                    force: false,
+                });
+            }
+            Some(_) => self.finished_at = Some(self.now),
+            None => {}
+        }
+        // A redrive queued before the run finished may reopen it: it goes on.
         if step
             .decisions
             .iter()
-            .any(|d| matches!(d, Decision::RunFinished { run, .. } if *run == self.run))
+            .any(|d| matches!(d, Decision::RunReopened { run } if *run == self.run))
         {
-            self.finished_at = Some(self.now);
+            self.finished_at = None;
         }
         self.recorder
             .record(Event::of_step(self.now, step.input, step.decisions))?;
@@ -662,6 +694,29 @@ impl World<'_> {
                 });
                 let later = self.rng.between(1, 30_000);
                 self.at(later, Happening::Deliver(Input::ResumeRequested { scope }));
+            }
+        }
+        if self.rng.unit() < P_REDRIVE {
+            let dead: Vec<TaskId> = self
+                .scheduler
+                .run_view(&self.run)
+                .map(|view| {
+                    view.tasks
+                        .into_iter()
+                        .filter(|t| t.status == crate::scheduler::TaskStatus::Failed)
+                        .map(|t| t.task)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !dead.is_empty() {
+                let task = dead[self.rng.below(dead.len() as u64) as usize].clone();
+                self.faults.redrives += 1;
+                self.inputs.push_back(Input::RedriveRequested {
+                    run: self.run.clone(),
+                    task: Some(task),
+                    with_input: None,
+                    force: false,
+                });
             }
         }
         if self.rng.unit() < P_CANCEL_RUN && self.finished_at.is_none() {
