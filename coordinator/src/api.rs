@@ -11,7 +11,7 @@ use workforce_shared::{
     decode, encode,
 };
 
-use crate::scheduler::{PauseScope, RunSummary, RunView, WorkerView};
+use crate::scheduler::{DeadLetterView, PauseScope, RunSummary, RunView, WorkerView};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -47,6 +47,21 @@ pub enum Request {
     Resume {
         scope: PauseScope,
     },
+    /// The dead-lettered tasks, of one run or all.
+    DeadLetters {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<RunId>,
+    },
+    /// Run a dead-lettered task again (or all of a run's), with a new input if given.
+    Redrive {
+        run: RunId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with_input: Option<serde_json::Value>,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 impl Request {
@@ -59,6 +74,8 @@ impl Request {
             Request::Cancel { .. } => ApiVerb::Cancel,
             Request::Pause { .. } => ApiVerb::Pause,
             Request::Resume { .. } => ApiVerb::Resume,
+            Request::DeadLetters { .. } => ApiVerb::DeadLetters,
+            Request::Redrive { .. } => ApiVerb::Redrive,
         }
     }
 }
@@ -73,6 +90,8 @@ pub enum Reply {
     CancelRequested { run: RunId },
     Paused { scope: PauseScope },
     Resumed { scope: PauseScope },
+    DeadLetters { letters: Vec<DeadLetterView> },
+    Redriven { run: RunId },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +314,40 @@ impl ApiClient {
         }
     }
 
+    /// The dead-lettered tasks, of `run` or of every run.
+    pub async fn dead_letters(
+        &self,
+        run: Option<&RunId>,
+    ) -> Result<Vec<DeadLetterView>, ClientError> {
+        match self
+            .call(Request::DeadLetters { run: run.cloned() })
+            .await?
+        {
+            Reply::DeadLetters { letters } => Ok(letters),
+            other => Err(unexpected("dead_letters", &other)),
+        }
+    }
+
+    /// Redrives `task` of `run` (or every dead letter of it), with `with_input` if given.
+    pub async fn redrive(
+        &self,
+        run: &RunId,
+        task: Option<&TaskId>,
+        with_input: Option<serde_json::Value>,
+        force: bool,
+    ) -> Result<(), ClientError> {
+        let request = Request::Redrive {
+            run: run.clone(),
+            task: task.cloned(),
+            with_input,
+            force,
+        };
+        match self.call(request).await? {
+            Reply::Redriven { .. } => Ok(()),
+            other => Err(unexpected("redrive", &other)),
+        }
+    }
+
     /// Pauses (`pause`) or resumes dispatch of `scope`.
     pub async fn pause(&self, scope: PauseScope, pause: bool) -> Result<(), ClientError> {
         let request = if pause {
@@ -319,6 +372,8 @@ fn unexpected(verb: &'static str, reply: &Reply) -> ClientError {
         Reply::CancelRequested { .. } => "cancel",
         Reply::Paused { .. } => "pause",
         Reply::Resumed { .. } => "resume",
+        Reply::DeadLetters { .. } => "dead_letters",
+        Reply::Redriven { .. } => "redrive",
     };
     ClientError::UnexpectedReply {
         verb,

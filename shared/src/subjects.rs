@@ -95,10 +95,12 @@ pub enum ApiVerb {
     Cancel,
     Pause,
     Resume,
+    DeadLetters,
+    Redrive,
 }
 
 impl ApiVerb {
-    pub const ALL: [ApiVerb; 7] = [
+    pub const ALL: [ApiVerb; 9] = [
         ApiVerb::Submit,
         ApiVerb::Status,
         ApiVerb::Runs,
@@ -106,6 +108,8 @@ impl ApiVerb {
         ApiVerb::Cancel,
         ApiVerb::Pause,
         ApiVerb::Resume,
+        ApiVerb::DeadLetters,
+        ApiVerb::Redrive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +121,8 @@ impl ApiVerb {
             ApiVerb::Cancel => "cancel",
             ApiVerb::Pause => "pause",
             ApiVerb::Resume => "resume",
+            ApiVerb::DeadLetters => "dead_letters",
+            ApiVerb::Redrive => "redrive",
         }
     }
 }

@@ -210,9 +210,15 @@ impl Scheduler {
             } => {
                 let capability = self.end_attempt(kind, run, task, *attempt)?;
                 self.release(&capability);
-                if matches!(input, Input::ResultReceived { result } if &result.task == task && result.attempt == *attempt)
+                if let Input::ResultReceived { result } = input
+                    && &result.task == task
+                    && result.attempt == *attempt
                 {
                     self.count_result(input, false);
+                    let (state, index) = self.task_mut(kind, run, task)?;
+                    state.tasks[index]
+                        .durations
+                        .insert(*attempt, result.duration_ms);
                 }
                 // The phase is settled by the RetryScheduled or DeadLettered that follows.
                 let (state, index) = self.task_mut(kind, run, task)?;

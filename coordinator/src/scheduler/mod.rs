@@ -54,7 +54,10 @@ pub use events::{
 };
 pub use evolve::RestoreError;
 pub use step::{Effect, Fate, Step, Timer};
-pub use view::{LiveWorker, RunStatus, RunSummary, RunView, TaskStatus, TaskView, WorkerView};
+pub use view::{
+    DeadLetterView, FailedAttempt, LiveWorker, RunStatus, RunSummary, RunView, TaskStatus,
+    TaskView, WorkerView,
+};
 
 /// Outcomes of the results a worker reported that counted (not ignored).
 #[derive(Clone, Debug, Default)]

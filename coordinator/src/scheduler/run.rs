@@ -126,6 +126,8 @@ pub(super) struct TaskState {
     /// from there).
     pub(super) redrives: u32,
     pub(super) first_attempt: Attempt,
+    /// How long each attempt that reported ran, by its worker's clock.
+    pub(super) durations: BTreeMap<Attempt, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -213,6 +215,7 @@ impl RunState {
                 used: Usage::default(),
                 redrives: 0,
                 first_attempt: Attempt::FIRST,
+                durations: BTreeMap::new(),
             });
             self.dependents.push(Vec::new());
             self.upstream.push(Vec::new());

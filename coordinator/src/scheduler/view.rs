@@ -84,6 +84,9 @@ pub struct TaskView {
     /// When it runs, given how its upstream ended.
     #[serde(default)]
     pub trigger: Trigger,
+    /// Times an operator redrove it after it was dead-lettered.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrives: u32,
     /// The task that spawned it; absent for the plan's own tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<TaskId>,
@@ -158,6 +161,27 @@ pub struct WorkerView {
     pub live: Option<LiveWorker>,
 }
 
+/// A dead-lettered task, as `workforce dlq` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterView {
+    pub run: RunId,
+    pub task: TaskId,
+    pub capability: Capability,
+    pub input: serde_json::Value,
+    /// Every failed attempt, redrives included, oldest first.
+    pub attempts: Vec<FailedAttempt>,
+    pub redrives: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    pub attempt: u32,
+    pub worker: WorkerId,
+    pub error: String,
+    /// How long it ran, by its worker's clock; absent when no result came (a timeout, say).
+    pub duration_ms: Option<u64>,
+}
+
 /// What a worker's heartbeats say: known to the coordinator's service, not to the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LiveWorker {
@@ -167,6 +191,10 @@ pub struct LiveWorker {
     pub serves: Vec<Capability>,
     pub breakers: Vec<workforce_shared::Breaker>,
     pub last_heartbeat_ms_ago: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn run_status(state: &RunState) -> (RunStatus, Option<String>) {
@@ -291,6 +319,7 @@ impl Scheduler {
                     started: task.started,
                     max_attempts: spec.retry.max_attempts,
                     trigger: spec.trigger,
+                    redrives: task.redrives,
                     parent: task.parent.map(|p| state.plan.tasks[p].id.clone()),
                     usage: task.used,
                     detail,
@@ -345,6 +374,39 @@ impl Scheduler {
                     paused: self.paused_runs.contains(&state.seq),
                     usage: state.used,
                 }
+            })
+            .collect()
+    }
+
+    /// Dead-lettered tasks, of one run or all, in submission then task order.
+    pub fn dead_letters(&self, run: Option<&RunId>) -> Vec<DeadLetterView> {
+        self.run_ids
+            .values()
+            .filter(|id| run.is_none_or(|r| r == *id))
+            .filter_map(|id| self.runs.get(id))
+            .flat_map(|state| {
+                (0..state.tasks.len())
+                    .filter(|&i| state.tasks[i].phase == Phase::Failed)
+                    .map(move |i| {
+                        let (spec, task) = (&state.plan.tasks[i], &state.tasks[i]);
+                        DeadLetterView {
+                            run: state.id.clone(),
+                            task: spec.id.clone(),
+                            capability: spec.capability.clone(),
+                            input: spec.input.clone(),
+                            attempts: task
+                                .failures
+                                .iter()
+                                .map(|(attempt, cause)| FailedAttempt {
+                                    attempt: attempt.0,
+                                    worker: cause.worker(),
+                                    error: cause.to_string(),
+                                    duration_ms: task.durations.get(attempt).copied(),
+                                })
+                                .collect(),
+                            redrives: task.redrives,
+                        }
+                    })
             })
             .collect()
     }

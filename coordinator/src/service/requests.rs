@@ -91,7 +91,33 @@ impl Coordinator {
                 };
                 answer(batch, result);
             }
-            query @ (Request::Status { .. } | Request::Runs | Request::Workers) => {
+            Request::Redrive {
+                run,
+                task,
+                with_input,
+                force,
+            } => {
+                if !self.scheduler.has_run(&run) {
+                    return answer(batch, Err(not_found(&run)));
+                }
+                let input = Input::RedriveRequested {
+                    run: run.clone(),
+                    task,
+                    with_input,
+                    force,
+                };
+                let result = match self.step(input, at_ms, batch) {
+                    Fate::Rejected(r) => {
+                        Err(ApiError::new(ApiErrorKind::BadRequest, r.to_string()))
+                    }
+                    Fate::Applied | Fate::Ignored(_) => Ok(Reply::Redriven { run }),
+                };
+                answer(batch, result);
+            }
+            query @ (Request::Status { .. }
+            | Request::Runs
+            | Request::Workers
+            | Request::DeadLetters { .. }) => {
                 if let Some(reply) = reply {
                     batch.queries.push((reply, query));
                 }
@@ -115,10 +141,14 @@ pub(super) fn query(scheduler: &Scheduler, request: Request) -> Result<Reply, Ap
         Request::Workers => Ok(Reply::Workers {
             workers: scheduler.workers(),
         }),
+        Request::DeadLetters { run } => Ok(Reply::DeadLetters {
+            letters: scheduler.dead_letters(run.as_ref()),
+        }),
         Request::Submit { .. }
         | Request::Cancel { .. }
         | Request::Pause { .. }
-        | Request::Resume { .. } => Err(ApiError::new(
+        | Request::Resume { .. }
+        | Request::Redrive { .. } => Err(ApiError::new(
             ApiErrorKind::Internal,
             "a command was queued as a query",
         )),
@@ -221,6 +251,7 @@ mod tests {
             started: 1,
             max_attempts: 1,
             trigger: Default::default(),
+            redrives: 0,
             parent: None,
             usage: Default::default(),
             detail: None,

@@ -122,6 +122,47 @@ impl Params {
     }
 }
 
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead-lettered tasks: run, task, capability, attempts, redrives, last error
+    List {
+        /// Only this run's
+        #[arg(long)]
+        run: Option<RunId>,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
+    /// Show a dead-lettered task: its input and every failed attempt with its worker, error
+    /// and duration
+    Show {
+        run: RunId,
+        task: TaskId,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
+    /// Run a dead-lettered task again (or with --run and no task, all of a run's): a fresh
+    /// attempt budget, attempt numbers going on; what its failure canceled or skipped waits
+    /// again, and a finished run reopens. Past 3 redrives of a task, only with --force
+    Redrive {
+        /// The run (or give it with --run to redrive all its dead letters)
+        #[arg(required_unless_present = "all_of")]
+        run: Option<RunId>,
+        /// The task; without it, every dead-lettered task of the run
+        task: Option<TaskId>,
+        /// Redrive every dead letter of this run
+        #[arg(long = "run", value_name = "RUN", conflicts_with_all = ["run", "task", "input"])]
+        all_of: Option<RunId>,
+        /// A JSON file whose content becomes the task's input
+        #[arg(long, value_name = "FILE", requires = "task")]
+        input: Option<PathBuf>,
+        /// Redrive past the limit of 3 redrives per task
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        coordinator: Coordinator,
+    },
+}
+
 /// What `pause` and `resume` act on: a run, or a capability.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -239,6 +280,11 @@ enum Command {
         scope: PauseTarget,
         #[command(flatten)]
         coordinator: Coordinator,
+    },
+    /// Dead letters: list them, show one, redrive them
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
     },
     /// Check an event log: every event decodes, the invariants hold, recovery succeeds, and
     /// every decision of a run under this build's rules is reproduced
@@ -387,6 +433,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let api = coordinator.connect().await?;
             online::cancel(&api, &run, task.as_ref(), note.as_deref(), json).await
         }
+        Command::Dlq { command } => match command {
+            DlqCommand::List { run, coordinator } => {
+                online::dlq_list(&coordinator.connect().await?, run.as_ref(), json).await
+            }
+            DlqCommand::Show {
+                run,
+                task,
+                coordinator,
+            } => online::dlq_show(&coordinator.connect().await?, &run, &task, json).await,
+            DlqCommand::Redrive {
+                run,
+                task,
+                all_of,
+                input,
+                force,
+                coordinator,
+            } => {
+                let with_input = match &input {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path).with_context(|| {
+                            format!("cannot read the --input file {}", path.display())
+                        })?;
+                        Some(serde_json::from_str(&text).with_context(|| {
+                            format!("the --input file {} is not JSON", path.display())
+                        })?)
+                    }
+                    None => None,
+                };
+                let run = all_of.or(run).context("give a run")?;
+                let api = coordinator.connect().await?;
+                online::dlq_redrive(&api, &run, task.as_ref(), with_input, force, json).await
+            }
+        },
         Command::Pause { scope, coordinator } => {
             let api = coordinator.connect().await?;
             online::pause(&api, scope.scope()?, true, json).await

@@ -140,3 +140,56 @@ pub async fn pause(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn dlq_list(
+    api: &ApiClient,
+    run: Option<&RunId>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let letters = api.dead_letters(run).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&letters)?)?;
+    } else {
+        render::write_dead_letters(&mut std::io::stdout().lock(), &letters)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn dlq_show(
+    api: &ApiClient,
+    run: &RunId,
+    task: &TaskId,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let letters = api.dead_letters(Some(run)).await?;
+    let letter = letters
+        .into_iter()
+        .find(|l| &l.task == task)
+        .with_context(|| format!("task {task} of run {run} is not dead-lettered"))?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&letter)?)?;
+    } else {
+        render::write_dead_letter(&mut std::io::stdout().lock(), &letter)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn dlq_redrive(
+    api: &ApiClient,
+    run: &RunId,
+    task: Option<&TaskId>,
+    with_input: Option<serde_json::Value>,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    api.redrive(run, task, with_input, force).await?;
+    if json {
+        outln!("{}", json!({ "run": run, "task": task, "redriven": true }))?;
+    } else {
+        match task {
+            Some(task) => outln!("task {task} of run {run} redriven")?,
+            None => outln!("the dead letters of run {run} redriven")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

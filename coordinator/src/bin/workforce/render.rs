@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use workforce_coordinator::scheduler::{RunSummary, RunView, TaskView, WorkerView};
+use workforce_coordinator::scheduler::{DeadLetterView, RunSummary, RunView, TaskView, WorkerView};
 use workforce_shared::Usage;
 
 /// Columns holding a list ("a, b, c"): a long one shows its first items and how many more.
@@ -235,6 +235,61 @@ pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
     write_table(out, &headers, &rows)
 }
 
+pub fn write_dead_letters(out: &mut impl Write, letters: &[DeadLetterView]) -> io::Result<()> {
+    if letters.is_empty() {
+        return writeln!(out, "no dead letters");
+    }
+    let rows: Vec<Vec<String>> = letters
+        .iter()
+        .map(|l| {
+            vec![
+                l.run.to_string(),
+                l.task.to_string(),
+                l.capability.to_string(),
+                l.attempts.len().to_string(),
+                l.redrives.to_string(),
+                l.attempts
+                    .last()
+                    .map_or_else(String::new, |a| a.error.clone()),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &[
+            "RUN",
+            "TASK",
+            "CAPABILITY",
+            "ATTEMPTS",
+            "REDRIVES",
+            "DETAIL",
+        ],
+        &rows,
+    )
+}
+
+pub fn write_dead_letter(out: &mut impl Write, letter: &DeadLetterView) -> io::Result<()> {
+    writeln!(
+        out,
+        "task {} of run {} ({}): dead-lettered, redriven {} time(s)",
+        letter.task, letter.run, letter.capability, letter.redrives
+    )?;
+    writeln!(out, "input: {}", letter.input)?;
+    let rows: Vec<Vec<String>> = letter
+        .attempts
+        .iter()
+        .map(|a| {
+            vec![
+                a.attempt.to_string(),
+                a.worker.to_string(),
+                a.duration_ms.map_or("-".to_owned(), millis),
+                a.error.clone(),
+            ]
+        })
+        .collect();
+    write_table(out, &["ATTEMPT", "WORKER", "DURATION", "DETAIL"], &rows)
+}
+
 pub fn write_workers(out: &mut impl Write, workers: &[WorkerView]) -> io::Result<()> {
     if workers.is_empty() {
         return writeln!(out, "no live workers");
@@ -309,6 +364,7 @@ mod tests {
             started,
             max_attempts: 2,
             trigger: Default::default(),
+            redrives: 0,
             parent: None,
             usage: Default::default(),
             detail: None,
