@@ -153,7 +153,7 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     let limit = env
         .max_message_bytes
         .min(env.client.max_payload().saturating_sub(HEADER_ROOM));
-    let payload = match seal(result, limit) {
+    let payload = match seal(&mut result, limit) {
         Ok(payload) => Bytes::from(payload),
         Err(error) => {
             tracing::error!(%error, "cannot encode the result");
