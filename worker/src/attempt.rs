@@ -20,6 +20,7 @@ use workforce_shared::{
 };
 
 use crate::backoff::Backoff;
+use crate::breaker::Verdict;
 use crate::handler::{Handler, TaskContext};
 use crate::intake::{Delivery, hand_back, raised};
 use crate::outcome::{Finished, invoke, seal};
@@ -63,8 +64,21 @@ impl std::fmt::Debug for AttemptEnv {
     }
 }
 
+/// What an attempt reported: its result is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Reported {
+    pub(crate) capability: Capability,
+    /// Of the outcome as stored (sealing can turn a success too large to send into a failure).
+    pub(crate) verdict: Verdict,
+}
+
 /// Runs one delivery to its end. `abandon` turning true means: stop now, hand the message back.
-pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch::Receiver<bool>) {
+/// `Some` if a result was stored; `None` if the attempt was stopped or handed back.
+pub(crate) async fn run(
+    env: Arc<AttemptEnv>,
+    delivery: Delivery,
+    abandon: watch::Receiver<bool>,
+) -> Option<Reported> {
     let Delivery {
         message,
         assignment,
@@ -76,6 +90,7 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
         assignment.task.clone(),
         assignment.attempt,
     );
+    let capability = assignment.capability.clone();
     let started = Instant::now();
     tracing::info!(timeout_ms = assignment.timeout_ms, "attempt started");
 
@@ -100,13 +115,13 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
                 Some(None) => {
                     tracing::info!("stopped at the coordinator's request; reporting nothing");
                     terminate(&message).await;
-                    return;
+                    return None;
                 }
                 // Abandoned at the end of a drain while stopping: handing it back would only
                 // run it again for nothing.
                 None if signal.is_requested() => {
                     terminate(&message).await;
-                    return;
+                    return None;
                 }
                 None => None,
             }
@@ -123,7 +138,7 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     };
     let Some(Finished { outcome, usage }) = finished else {
         hand_back(&message, "the worker stopped before the attempt finished").await;
-        return;
+        return None;
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let reported = usage.as_ref().map(tracing::field::display);
@@ -153,14 +168,15 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
     let limit = env
         .max_message_bytes
         .min(env.client.max_payload().saturating_sub(HEADER_ROOM));
-    let payload = match seal(result, limit) {
+    let payload = match seal(&mut result, limit) {
         Ok(payload) => Bytes::from(payload),
         Err(error) => {
             tracing::error!(%error, "cannot encode the result");
             hand_back(&message, "the result could not be encoded").await;
-            return;
+            return None;
         }
     };
+    let verdict = Verdict::of(&result.outcome);
     let subject = env.subjects.result(&run, &task);
     let msg_id = env.subjects.result_msg_id(&run, &task, attempt);
     let store = store_result(&env.jetstream, subject, msg_id, payload);
@@ -169,10 +185,14 @@ pub(crate) async fn run(env: Arc<AttemptEnv>, delivery: Delivery, abandon: watch
         .is_none()
     {
         hand_back(&message, "the worker stopped before the result was stored").await;
-        return;
+        return None;
     }
     acknowledge(&message).await;
     drop(permit);
+    Some(Reported {
+        capability,
+        verdict,
+    })
 }
 
 /// How an attempt the worker did not run ended: nothing used.

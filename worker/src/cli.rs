@@ -102,6 +102,18 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKFORCE_MAX_DELIVERIES", value_name = "N")]
     pub max_deliveries: Option<u32>,
 
+    /// Circuit breaker: after N consecutive failed attempts of one capability, pull none of
+    /// its tasks for --breaker-cooldown (running ones finish), and say so in the heartbeat.
+    /// 0 turns it off. [default: 0]
+    #[arg(long, env = "WORKFORCE_BREAKER_FAILURES", value_name = "N")]
+    pub breaker_failures: Option<u32>,
+
+    /// How long a capability whose breaker opened is not pulled; then pulling resumes and
+    /// failures are counted from 0. [default: 60s]
+    #[arg(long, env = "WORKFORCE_BREAKER_COOLDOWN", value_name = "DURATION",
+          value_parser = humantime::parse_duration)]
+    pub breaker_cooldown: Option<Duration>,
+
     /// Working directory of commands whose capability names none. [default: the worker's]
     #[arg(long, env = "WORKFORCE_WORKDIR", value_name = "DIR")]
     pub workdir: Option<PathBuf>,
@@ -148,6 +160,8 @@ impl Overrides for WorkerArgs {
         set(&mut config.max_message_bytes, &self.max_message_bytes);
         set(&mut config.max_output_bytes, &self.max_output_bytes);
         set(&mut config.max_deliveries, &self.max_deliveries);
+        set(&mut config.breaker_failures, &self.breaker_failures);
+        set(&mut config.breaker_cooldown, &self.breaker_cooldown);
         if let Some(dir) = &self.workdir {
             config.workdir = Some(dir.clone());
         }
@@ -324,6 +338,39 @@ mod tests {
         assert_eq!(config.concurrency, 4);
         assert_eq!(config.max_output_bytes, 512 * 1024);
         assert_eq!(config.stop_grace, Duration::from_secs(10));
+        assert_eq!(config.breaker_failures, 0, "the breaker is off");
+        assert_eq!(config.breaker_cooldown, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn breaker_options_layer_like_the_others() {
+        let file = write_config("breaker_failures = 5\nbreaker_cooldown = \"2m\"\n");
+        let path = file.path().to_str().expect("utf-8 path");
+        let config = args(&["--config", path, "--serve", "a=true"])
+            .load()
+            .expect("config loads");
+        assert_eq!(config.breaker_failures, 5, "file beats default");
+        assert_eq!(config.breaker_cooldown, Duration::from_secs(120));
+
+        let config = args(&[
+            "--config",
+            path,
+            "--serve",
+            "a=true",
+            "--breaker-failures",
+            "2",
+            "--breaker-cooldown",
+            "1500ms",
+        ])
+        .load()
+        .expect("config loads");
+        assert_eq!(config.breaker_failures, 2, "flag beats file");
+        assert_eq!(config.breaker_cooldown, Duration::from_millis(1500));
+
+        let err = args(&["--serve", "a=true", "--breaker-cooldown", "0s"])
+            .load()
+            .expect_err("zero cool-down");
+        assert!(err.to_string().contains("breaker_cooldown"), "{err}");
     }
 
     #[test]
@@ -348,6 +395,8 @@ mod tests {
             &["--prefix", "a..b"][..],
             &["--ack-wait", "soon"][..],
             &["--stop-grace", "-1s"][..],
+            &["--breaker-failures", "-1"][..],
+            &["--breaker-cooldown", "a while"][..],
             &["--id", "has space"][..],
             &["--nats", "http://a"][..],
             &["--nats", ","][..],

@@ -17,6 +17,9 @@ use crate::command::{CommandHandler, DEFAULT_MAX_OUTPUT_BYTES};
 use crate::handler::Handler;
 use crate::stop::DEFAULT_STOP_GRACE;
 
+/// How long an open circuit breaker keeps a capability from being pulled, unless configured.
+pub(crate) const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(60);
+
 /// A worker's settings. As a TOML file:
 ///
 /// ```toml
@@ -31,6 +34,8 @@ use crate::stop::DEFAULT_STOP_GRACE;
 /// max_message_bytes = 1048576
 /// max_output_bytes = 524288
 /// max_deliveries = 3           # deliveries of one attempt before it is failed unrun
+/// breaker_failures = 0          # consecutive failures of a capability that pause it; 0 = never
+/// breaker_cooldown = "60s"      # how long a capability is paused once they have
 /// workdir = "/srv/work"         # default working directory of commands
 ///
 /// [capabilities.review]
@@ -68,6 +73,13 @@ pub struct WorkerConfig {
     /// An assignment delivered more often than this (its earlier workers died or stalled
     /// running it: a poison task) is failed, retryably, without being run again.
     pub max_deliveries: u32,
+    /// Circuit breaker: after this many consecutive failed attempts of one capability, pull
+    /// none of its tasks for [`breaker_cooldown`](Self::breaker_cooldown). 0 turns it off.
+    pub breaker_failures: u32,
+    /// How long a capability whose breaker opened is not pulled; then it closes and counting
+    /// starts again.
+    #[serde(with = "duration")]
+    pub breaker_cooldown: Duration,
     /// Working directory of commands whose capability names none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<PathBuf>,
@@ -99,6 +111,8 @@ impl Default for WorkerConfig {
             max_message_bytes: 1024 * 1024,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_deliveries: 3,
+            breaker_failures: 0,
+            breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
             workdir: None,
             capabilities: BTreeMap::new(),
         }
@@ -147,6 +161,7 @@ impl Settings for WorkerConfig {
         for (field, value) in [
             ("heartbeat_interval", self.heartbeat_interval),
             ("ack_wait", self.ack_wait),
+            ("breaker_cooldown", self.breaker_cooldown),
         ] {
             if value.is_zero() {
                 return invalid(field, "must be longer than zero");

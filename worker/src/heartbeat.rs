@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use workforce_shared::{
-    Capability, Heartbeat, Instance, PROTOCOL_VERSION, Subjects, WorkerId, WorkerState, encode,
+    Breaker, Capability, Heartbeat, Instance, PROTOCOL_VERSION, Subjects, WorkerId, WorkerState,
+    encode,
 };
 
 /// A publish waits for room in the client's queue; while NATS is away that queue can fill,
@@ -69,13 +70,20 @@ impl Heart {
         self.silenced = true;
     }
 
-    pub(crate) async fn beat(&mut self, state: WorkerState, in_flight: usize) {
+    /// Announces `state`, `in_flight` attempts and the circuit `breakers` open now.
+    pub(crate) async fn beat(
+        &mut self,
+        state: WorkerState,
+        in_flight: usize,
+        breakers: Vec<Breaker>,
+    ) {
         if self.silenced {
             return;
         }
         let heartbeat = Heartbeat {
             state,
             in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
+            breakers,
             ..self.template.clone()
         };
         let result = match encode(&heartbeat) {
@@ -105,8 +113,8 @@ impl Heart {
     }
 }
 
-/// This process's heartbeat as a `Ready` worker with nothing in flight: what it answers to a
-/// probe, and the template of every heartbeat.
+/// This process's heartbeat as a `Ready` worker with nothing in flight and no breaker open:
+/// what it answers to a probe, and the template of every heartbeat.
 pub(crate) fn announcement(
     worker: WorkerId,
     capabilities: Vec<Capability>,

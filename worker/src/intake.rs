@@ -1,6 +1,7 @@
 //! One pull loop per capability. Each takes a slot from the worker-wide semaphore *before*
 //! pulling and pulls exactly one message, so nothing is prefetched: a worker killed at any
-//! moment holds at most `concurrency` unacknowledged assignments.
+//! moment holds at most `concurrency` unacknowledged assignments. A loop whose capability's
+//! circuit breaker is open pulls nothing until it closes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,8 @@ pub(crate) struct Puller {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) deliveries: mpsc::Sender<Delivery>,
     pub(crate) stop: watch::Receiver<bool>,
+    /// True while the capability's circuit breaker is open.
+    pub(crate) paused: watch::Receiver<bool>,
     pub(crate) max_message_bytes: usize,
     pub(crate) malformed: Arc<AtomicU64>,
 }
@@ -58,6 +61,11 @@ impl Puller {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut failing = false;
         loop {
+            tokio::select! {
+                biased;
+                () = raised(&mut self.stop) => return,
+                () = lowered(&mut self.paused) => {}
+            }
             let permit = tokio::select! {
                 biased;
                 () = raised(&mut self.stop) => return,
@@ -66,6 +74,10 @@ impl Puller {
                     Err(_closed) => return,
                 },
             };
+            // The breaker may have opened while this loop waited for a slot.
+            if *self.paused.borrow() {
+                continue;
+            }
             match self.pull_one().await {
                 Ok(pulled) => {
                     if failing {
@@ -112,6 +124,11 @@ impl Puller {
             hand_back(&message, "the worker is stopping").await;
             return;
         }
+        // A pull under way when the breaker opened: another worker may take it at once.
+        if *self.paused.borrow() {
+            hand_back(&message, "the capability's circuit breaker is open").await;
+            return;
+        }
         match classify(&message.payload, self.max_message_bytes) {
             Intake::Run(assignment) => {
                 let delivery = Delivery {
@@ -146,6 +163,15 @@ impl Puller {
 pub(crate) async fn raised(flag: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it here, not in a caller's select.
     let _ = flag.wait_for(|raised| *raised).await.map(drop);
+}
+
+/// Resolves once `flag` is false. Never if its sender is gone while it is true: the worker is
+/// then stopping, which the stop flag says.
+async fn lowered(flag: &mut watch::Receiver<bool>) {
+    let gone = flag.wait_for(|raised| !*raised).await.map(drop).is_err();
+    if gone {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Gives a message back to the stream at once, for another worker (or this one, later).

@@ -46,6 +46,8 @@
 //! - `intake`: one pull loop per capability, gated by the worker-wide concurrency limit;
 //!   undecodable assignments are terminated here.
 //! - `attempt`: one attempt's lifecycle: run, keep the message alive, store the result, ack.
+//! - `breaker`: pure circuit breakers, one per capability: consecutive failures open one, a
+//!   cool-down closes it.
 //! - `outcome`: pure steps: a handler's work into an outcome (timeout, panic), a result into
 //!   bytes that fit a message.
 //! - `heartbeat`: the worker's announcements on core NATS, and the process's
@@ -57,6 +59,7 @@
 
 mod attempt;
 mod backoff;
+mod breaker;
 mod capture;
 mod clash;
 mod cli;

@@ -92,13 +92,13 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Encodes `result`, shrinking it if it exceeds `limit`: an oversized success (output or
-/// spawn) becomes a permanent failure saying so, an oversized error message is cut. A result is
+/// Encodes `result`, shrinking it in place if it exceeds `limit`: an oversized success (output
+/// or spawn) becomes a permanent failure saying so, an oversized error message is cut. A result is
 /// never dropped, keeps its usage report (one too large to send, which cannot be read anyway,
 /// becomes a note saying so), and always carries the lowest version that holds what is left of
 /// it.
-pub(crate) fn seal(mut result: TaskResult, limit: usize) -> Result<Vec<u8>, CodecError> {
-    let bytes = encode(&result)?;
+pub(crate) fn seal(result: &mut TaskResult, limit: usize) -> Result<Vec<u8>, CodecError> {
+    let bytes = encode(result)?;
     if bytes.len() <= limit {
         return Ok(bytes);
     }
@@ -125,15 +125,13 @@ pub(crate) fn seal(mut result: TaskResult, limit: usize) -> Result<Vec<u8>, Code
         ),
         Outcome::Failed { error, .. } => cut(error, ERROR_KEEP_BYTES.min(limit / 2)),
     };
-    result.outcome = match result.outcome {
-        Outcome::Succeeded { .. } => Outcome::Failed {
-            error,
-            permanent: true,
-        },
-        Outcome::Failed { permanent, .. } => Outcome::Failed { error, permanent },
+    let permanent = match &result.outcome {
+        Outcome::Succeeded { .. } => true,
+        Outcome::Failed { permanent, .. } => *permanent,
     };
+    result.outcome = Outcome::Failed { error, permanent };
     result.v = result.version();
-    let bytes = encode(&result)?;
+    let bytes = encode(result)?;
     if bytes.len() <= limit {
         return Ok(bytes);
     }
@@ -148,7 +146,7 @@ pub(crate) fn seal(mut result: TaskResult, limit: usize) -> Result<Vec<u8>, Code
             "omitted: a usage report of {report_bytes} bytes of JSON, too large for one message"
         ));
     }
-    encode(&result)
+    encode(result)
 }
 
 /// The first `keep` bytes of `text` (on a char boundary) and a note of how much was cut.
@@ -416,17 +414,18 @@ mod tests {
     #[test]
     fn small_results_are_sealed_unchanged() {
         let r = result(Outcome::succeeded(json!("fine")));
-        let bytes = seal(r.clone(), 1 << 20).expect("seal");
+        let bytes = seal(&mut r.clone(), 1 << 20).expect("seal");
         assert_eq!(decode::<TaskResult>(&bytes, 1 << 20).expect("decode"), r);
     }
 
     #[test]
     fn an_oversized_output_becomes_a_permanent_failure_naming_sizes() {
-        let r = result(Outcome::succeeded(json!("x".repeat(10_000))));
+        let mut r = result(Outcome::succeeded(json!("x".repeat(10_000))));
         let full = encode(&r).expect("encode").len();
-        let bytes = seal(r, 2_000).expect("seal");
+        let bytes = seal(&mut r, 2_000).expect("seal");
         assert!(bytes.len() <= 2_000);
         let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");
+        assert_eq!(sealed, r, "sealed in place: the result is what was encoded");
         match sealed.outcome {
             Outcome::Failed { error, permanent } => {
                 assert!(permanent);
@@ -452,7 +451,7 @@ mod tests {
         r.v = r.outcome.version();
         assert_eq!(r.v, SPAWN_VERSION);
         let full = encode(&r).expect("encode").len();
-        let bytes = seal(r, 2_000).expect("seal");
+        let bytes = seal(&mut r, 2_000).expect("seal");
         let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");
         assert_eq!(sealed.v, PROTOCOL_VERSION, "a failure needs no version 2");
         match sealed.outcome {
@@ -481,7 +480,7 @@ mod tests {
             branch: None,
         });
         r.v = r.outcome.version();
-        let bytes = seal(r.clone(), 1 << 20).expect("seal");
+        let bytes = seal(&mut r.clone(), 1 << 20).expect("seal");
         assert_eq!(decode::<TaskResult>(&bytes, 1 << 20).expect("decode"), r);
     }
 
@@ -496,10 +495,10 @@ mod tests {
         r.usage = Some(report.clone());
         r.v = r.version();
         assert_eq!(r.v, RESULT_VERSION);
-        let small = seal(r.clone(), 1 << 20).expect("seal");
+        let small = seal(&mut r.clone(), 1 << 20).expect("seal");
         assert_eq!(decode::<TaskResult>(&small, 1 << 20).expect("decode"), r);
 
-        let bytes = seal(r, 2_000).expect("seal");
+        let bytes = seal(&mut r, 2_000).expect("seal");
         let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");
         assert!(matches!(
             sealed.outcome,
@@ -520,7 +519,7 @@ mod tests {
         });
         r.usage = Some(json!({"notes": "n".repeat(10_000)}));
         r.v = r.version();
-        let bytes = seal(r, 2_000).expect("seal");
+        let bytes = seal(&mut r, 2_000).expect("seal");
         assert!(bytes.len() <= 2_000);
         let sealed = decode::<TaskResult>(&bytes, 2_000).expect("decode");
         let note = sealed.usage.expect("still a report");
@@ -535,11 +534,11 @@ mod tests {
 
     #[test]
     fn an_oversized_error_is_cut_and_keeps_its_kind() {
-        let r = result(Outcome::Failed {
+        let mut r = result(Outcome::Failed {
             error: "é".repeat(50_000),
             permanent: false,
         });
-        let bytes = seal(r, 8_000).expect("seal");
+        let bytes = seal(&mut r, 8_000).expect("seal");
         let sealed = decode::<TaskResult>(&bytes, 8_000).expect("decode");
         match sealed.outcome {
             Outcome::Failed { error, permanent } => {

@@ -1,6 +1,7 @@
-//! The loop a running worker is: the one owner of the in-flight attempts, the pull loops and
-//! the heartbeat. Three phases: serve (until shutdown), drain (no intake; attempts get the
-//! grace period, then are abandoned and hand their assignments back), finish (last heartbeat).
+//! The loop a running worker is: the one owner of the in-flight attempts, the pull loops, the
+//! circuit breakers and the heartbeat. Three phases: serve (until shutdown), drain (no intake;
+//! attempts get the grace period, then are abandoned and hand their assignments back), finish
+//! (last heartbeat).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -18,7 +19,8 @@ use workforce_shared::{
     Capability, Heartbeat, Instance, StopAttempt, Subjects, WorkerState, decode,
 };
 
-use crate::attempt::{self, AttemptEnv};
+use crate::attempt::{self, AttemptEnv, Reported};
+use crate::breaker::{Breakers, Now};
 use crate::clash;
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
@@ -37,7 +39,10 @@ pub(crate) struct RunLoop {
     env: Arc<AttemptEnv>,
     heart: Heart,
     ticks: Interval,
-    attempts: JoinSet<()>,
+    attempts: JoinSet<Option<Reported>>,
+    breakers: Breakers,
+    /// Per capability, raised while its breaker is open: its pull loop waits.
+    gates: BTreeMap<Capability, watch::Sender<bool>>,
     pullers: JoinSet<()>,
     puller_names: BTreeMap<tokio::task::Id, Capability>,
     /// Listens for the coordinator's stop requests, and for twins (other processes with this
@@ -86,13 +91,17 @@ impl RunLoop {
 
         let mut pullers = JoinSet::new();
         let mut puller_names = BTreeMap::new();
+        let mut gates = BTreeMap::new();
         for (capability, consumer) in consumers {
             let span = tracing::info_span!("intake", capability = %capability);
+            let (gate, paused) = watch::channel(false);
+            gates.insert(capability.clone(), gate);
             let puller = Puller {
                 consumer,
                 permits: permits.clone(),
                 deliveries: deliveries_tx.clone(),
                 stop: stop_rx.clone(),
+                paused,
                 max_message_bytes: config.max_message_bytes,
                 malformed: malformed.clone(),
             };
@@ -136,6 +145,8 @@ impl RunLoop {
             heart,
             ticks,
             attempts: JoinSet::new(),
+            breakers: Breakers::new(config.breaker_failures, config.breaker_cooldown),
+            gates,
             pullers,
             puller_names,
             control,
@@ -151,7 +162,8 @@ impl RunLoop {
     }
 
     pub(crate) async fn beat(&mut self, state: WorkerState) {
-        self.heart.beat(state, self.attempts.len()).await;
+        let breakers = self.breakers.open(Instant::now());
+        self.heart.beat(state, self.attempts.len(), breakers).await;
     }
 
     /// Runs deliveries until `shutdown` resolves. `Some` if a pull loop died (a bug).
@@ -168,8 +180,11 @@ impl RunLoop {
                 }
                 Some(delivery) = self.deliveries.recv() => self.spawn_attempt(delivery),
                 Some(joined) = self.attempts.join_next(), if !self.attempts.is_empty() => {
-                    log_attempt_end(joined);
+                    if let Some(reported) = attempt_end(joined) {
+                        self.count(reported).await;
+                    }
                 }
+                () = sleep_until_some(self.breakers.next_close()) => self.close_breakers().await,
                 Some(joined) = self.pullers.join_next_with_id(), if !self.pullers.is_empty() => {
                     return Some(puller_failure(joined, &self.puller_names));
                 }
@@ -185,6 +200,54 @@ impl RunLoop {
                     tracing::error!(?joined, "a control listener ended");
                 }
             }
+        }
+    }
+
+    /// Counts a stored result against its capability's breaker. One that opens stops the
+    /// capability's pull loop, and the coordinator hears of it at once.
+    async fn count(&mut self, reported: Reported) {
+        let Reported {
+            capability,
+            verdict,
+        } = reported;
+        let now = Now::read();
+        let Some(opened) = self.breakers.record(&capability, verdict, now) else {
+            return;
+        };
+        tracing::warn!(
+            %capability,
+            failures = opened.failures,
+            cooldown = %humantime::format_duration(self.breakers.cooldown()),
+            "circuit breaker open: consecutive failed attempts; pulling none of this \
+             capability's tasks until the cool-down is over"
+        );
+        self.sync_gates(now.at);
+        self.beat(WorkerState::Ready).await;
+    }
+
+    /// Closes the breakers whose cool-down is over: their pull loops resume.
+    async fn close_breakers(&mut self) {
+        let now = Instant::now();
+        let closed = self.breakers.close_due(now);
+        if closed.is_empty() {
+            return;
+        }
+        for capability in &closed {
+            tracing::info!(
+                %capability,
+                "circuit breaker closed: the cool-down is over; pulling this capability's \
+                 tasks again"
+            );
+        }
+        self.sync_gates(now);
+        self.beat(WorkerState::Ready).await;
+    }
+
+    /// Pauses the pull loops whose breaker is open at `now`, resumes the others.
+    fn sync_gates(&self, now: Instant) {
+        for (capability, gate) in &self.gates {
+            let open = self.breakers.is_open(capability, now);
+            gate.send_if_modified(|paused| std::mem::replace(paused, open) != open);
         }
     }
 
@@ -237,8 +300,9 @@ impl RunLoop {
                 Some(delivery) = self.deliveries.recv() => {
                     hand_back(&delivery.message, "the worker is stopping").await;
                 }
+                // Not counted: intake has stopped, so no breaker needs to open.
                 Some(joined) = self.attempts.join_next(), if !self.attempts.is_empty() => {
-                    log_attempt_end(joined);
+                    attempt_end(joined);
                 }
                 Some(joined) = self.pullers.join_next_with_id(), if !self.pullers.is_empty() => {
                     if let Err(error) = joined {
@@ -278,7 +342,7 @@ impl RunLoop {
     pub(crate) async fn finish(mut self) {
         self.control.abort_all();
         while self.control.join_next().await.is_some() {}
-        self.heart.beat(WorkerState::Stopped, 0).await;
+        self.heart.beat(WorkerState::Stopped, 0, Vec::new()).await;
         match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cannot flush the NATS connection at exit"),
@@ -321,15 +385,20 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
-fn log_attempt_end(joined: Result<(), JoinError>) {
+/// What the attempt reported, if it ended normally and stored a result.
+fn attempt_end(joined: Result<Option<Reported>, JoinError>) -> Option<Reported> {
     match joined {
-        Ok(()) => {}
+        Ok(reported) => reported,
         // Handler panics are caught inside the attempt; this is a panic in the worker's own
         // code. The assignment stays unacked, so JetStream redelivers it after ack_wait.
         Err(error) if error.is_panic() => {
-            tracing::error!(%error, "attempt task panicked; its assignment will be redelivered")
+            tracing::error!(%error, "attempt task panicked; its assignment will be redelivered");
+            None
         }
-        Err(error) => tracing::debug!(%error, "attempt task cancelled"),
+        Err(error) => {
+            tracing::debug!(%error, "attempt task cancelled");
+            None
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The worker against a real NATS server: results stored and acked, undecodable assignments
 //! terminated, panics reported, a result that grows its run written as version 2 and one that
-//! reports usage as version 3, heartbeats, a drain handing unfinished work back, and two
-//! processes started with one worker id.
+//! reports usage as version 3, heartbeats, a drain handing unfinished work back, two
+//! processes started with one worker id, and a circuit breaker pausing a failing capability.
 //!
 //! Each test has its own NATS server in a container (`workforce_testkit::Nats`, from the image
 //! `just nats-image` builds). The workspace's `tests/` crate runs the full system the same way.
@@ -740,4 +740,164 @@ async fn a_running_worker_that_meets_an_earlier_twin_drains_and_stops_silently()
             assert_eq!(hb.state, WorkerState::Ready, "{hb:?}");
         }
     }
+}
+
+/// The error of a failed outcome.
+fn failure(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::Failed { error, .. } => Some(error),
+        Outcome::Succeeded { .. } => None,
+    }
+}
+
+fn unix_ms() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch");
+    u64::try_from(now.as_millis()).expect("fits")
+}
+
+/// Lines in `path`, 0 if it does not exist yet.
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capability_that_keeps_failing_is_not_pulled_until_its_breaker_closes() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("breaker").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let mut results = client.subscribe(subjects.all_results()).await.expect("sub");
+    let worker_id = WorkerId::new("w1").expect("worker id");
+    let mut heartbeats = client
+        .subscribe(subjects.heartbeat(&worker_id))
+        .await
+        .expect("sub");
+    client.flush().await.expect("subscribed");
+
+    // Every attempt of `bad` notes that it started, then fails.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = dir.path().join("started");
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(
+        cap("bad"),
+        Arc::new(CommandHandler::new(format!(
+            "echo started >> {}; echo broken >&2; exit 1",
+            started.display()
+        ))),
+    );
+    handlers.insert(cap("good"), Arc::new(CommandHandler::new("cat")));
+    let cooldown = Duration::from_secs(3);
+    let config = WorkerConfig {
+        breaker_failures: 2,
+        breaker_cooldown: cooldown,
+        // Longer than the test: every heartbeat after the first is one sent at once, for a
+        // breaker that opened or closed.
+        heartbeat_interval: Duration::from_secs(300),
+        ..config(&server, "breaker", "w1")
+    };
+    let worker = Worker::connect(config, handlers).await.expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let first = next_heartbeat(&mut heartbeats).await;
+    assert_eq!(first.breakers, vec![], "no breaker open at start");
+
+    // Two failures in a row open the breaker.
+    for task in ["b1", "b2"] {
+        publish(&js, &subjects, &assignment(task, "bad", json!(null))).await;
+    }
+    let before = unix_ms();
+    let open = next_heartbeat(&mut heartbeats).await;
+    assert_eq!(open.state, WorkerState::Ready);
+    let [breaker] = open.breakers.as_slice() else {
+        panic!("expected one open breaker, got {:?}", open.breakers);
+    };
+    assert_eq!((breaker.capability.as_str(), breaker.failures), ("bad", 2));
+    let cooldown_ms = u64::try_from(cooldown.as_millis()).expect("fits");
+    assert!(
+        breaker.until_ms > before && breaker.until_ms <= unix_ms() + cooldown_ms,
+        "until_ms {} is not about {cooldown:?} from now",
+        breaker.until_ms
+    );
+    let until_ms = breaker.until_ms;
+    for _ in 0..2 {
+        let result = next_result(&mut results).await;
+        assert_eq!(
+            failure(&result.outcome),
+            Some("command exited with status 1; stderr: broken")
+        );
+    }
+    assert_eq!(lines(&started), 2);
+
+    // While it is open, `bad` tasks stay in the broker and `good` is still served.
+    for task in ["b3", "b4"] {
+        publish(&js, &subjects, &assignment(task, "bad", json!(null))).await;
+    }
+    publish(&js, &subjects, &assignment("g1", "good", json!("fine"))).await;
+    let result = next_result(&mut results).await;
+    assert_eq!(result.task.as_str(), "g1");
+    assert!(
+        matches!(result.outcome, Outcome::Succeeded { .. }),
+        "{result:?}"
+    );
+    let consumer = js
+        .get_stream(subjects.tasks_stream())
+        .await
+        .expect("tasks stream")
+        .consumer_info(subjects.task_consumer(&cap("bad")))
+        .await
+        .expect("consumer info");
+    assert_eq!(
+        lines(&started),
+        2,
+        "a bad task ran while the breaker was open"
+    );
+    // Undelivered, or handed back by a pull that was under way when the breaker opened.
+    assert_eq!(
+        consumer.num_pending + u64::try_from(consumer.num_ack_pending).expect("fits"),
+        2,
+        "{consumer:?}"
+    );
+    assert!(
+        unix_ms() < until_ms,
+        "the checks ended after the cool-down; they proved nothing"
+    );
+
+    // The cool-down's end closes it: a heartbeat says so, and pulling resumes.
+    let closed = next_heartbeat(&mut heartbeats).await;
+    assert_eq!(closed.breakers, vec![], "{closed:?}");
+    assert_eq!(closed.state, WorkerState::Ready);
+    assert!(
+        unix_ms() + 100 >= until_ms,
+        "closed before its cool-down was over"
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let result = next_result(&mut results).await;
+        assert!(failure(&result.outcome).is_some(), "{result:?}");
+        tasks.push(result.task.to_string());
+    }
+    tasks.sort();
+    assert_eq!(tasks, ["b3", "b4"]);
+    assert_eq!(lines(&started), 4);
+
+    // Counting started again from 0: two more failures open it again.
+    let reopened = next_heartbeat(&mut heartbeats).await;
+    match reopened.breakers.as_slice() {
+        [again] => {
+            assert_eq!((again.capability.as_str(), again.failures), ("bad", 2));
+            assert!(again.until_ms > until_ms, "{again:?}");
+        }
+        other => panic!("expected the breaker open again, got {other:?}"),
+    }
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
 }

@@ -37,14 +37,24 @@ fn env_overrides_the_file_and_flags_override_env() {
     std::fs::write(
         &file,
         "concurrency = 2\nprefix = \"from.file\"\nack_wait = \"10s\"\nstop_grace = \"20s\"\n\
+         breaker_failures = 4\nbreaker_cooldown = \"5m\"\n\
          [capabilities.review]\ncommand = \"./review.sh\"\n",
     )
     .expect("write config");
     let path = file.to_str().expect("utf-8 path");
 
     let config = printed_config(
-        &["--config", path, "--concurrency", "9"],
         &[
+            "--config",
+            path,
+            "--concurrency",
+            "9",
+            "--breaker-failures",
+            "3",
+        ],
+        &[
+            ("WORKFORCE_BREAKER_FAILURES", "6"),
+            ("WORKFORCE_BREAKER_COOLDOWN", "90s"),
             ("WORKFORCE_CONCURRENCY", "7"),
             ("WORKFORCE_PREFIX", "from.env"),
             ("WORKFORCE_GRACE_PERIOD", "1m 5s"),
@@ -70,6 +80,16 @@ fn env_overrides_the_file_and_flags_override_env() {
     assert_eq!(config["grace_period"].as_str(), Some("1m 5s"));
     assert_eq!(config["stop_grace"].as_str(), Some("3s"), "env beats file");
     assert_eq!(config["heartbeat_interval"].as_str(), Some("2s"), "default");
+    assert_eq!(
+        config["breaker_failures"].as_integer(),
+        Some(3),
+        "flag beats env"
+    );
+    assert_eq!(
+        config["breaker_cooldown"].as_str(),
+        Some("1m 30s"),
+        "env beats file"
+    );
     let capabilities = config["capabilities"].as_table().expect("capabilities");
     assert_eq!(
         capabilities["review"]["command"].as_str(),
@@ -126,6 +146,9 @@ fn help_documents_every_option_and_its_variable() {
         ("--stop-grace", "WORKFORCE_STOP_GRACE"),
         ("--max-message-bytes", "WORKFORCE_MAX_MESSAGE_BYTES"),
         ("--max-output-bytes", "WORKFORCE_MAX_OUTPUT_BYTES"),
+        ("--max-deliveries", "WORKFORCE_MAX_DELIVERIES"),
+        ("--breaker-failures", "WORKFORCE_BREAKER_FAILURES"),
+        ("--breaker-cooldown", "WORKFORCE_BREAKER_COOLDOWN"),
         ("--workdir", "WORKFORCE_WORKDIR"),
         ("--serve", "WORKFORCE_SERVE"),
     ] {
