@@ -416,6 +416,11 @@ pub fn check(events: &[(EventSeq, Event)]) -> Result<Checked, Violation> {
                         ledger.ready.insert((run.clone(), task.clone(), *attempt));
                     }
                     Decision::TaskRestored { run, task } => ledger.reopen(run, task),
+                    Decision::TaskEscalated {
+                        run, task, attempt, ..
+                    } => {
+                        ledger.ready.insert((run.clone(), task.clone(), *attempt));
+                    }
                     Decision::RunReopened { .. } => {}
                     Decision::UsageCharged {
                         run, task, usage, ..

@@ -40,8 +40,8 @@ pub use envelope::{
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
 pub use plan::{
     Limits, ParamError, ParamSpec, ParamValues, Plan, PlanError, PlanFormat, PlanLimits,
-    PlanProblem, RetryPolicy, SpawnScope, TaskDefaults, TaskSpec, Trigger, UpstreamCounts, Verdict,
-    validate_spawn,
+    PlanProblem, RetryPolicy, Rung, SpawnScope, TaskDefaults, TaskSpec, Trigger, UpstreamCounts,
+    Verdict, validate_spawn,
 };
 pub use runtime::NatsServers;
 pub use subjects::{Prefix, Subjects};

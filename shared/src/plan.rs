@@ -156,6 +156,21 @@ pub struct TaskSpec {
     /// settled at the result. Zero (absent): reserves nothing.
     #[serde(default, skip_serializing_if = "Usage::is_zero")]
     pub estimate: Usage,
+    /// The ladder it climbs once its retries run out (or at once on a permanent failure),
+    /// rung by rung, before it is dead-lettered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate: Vec<Rung>,
+}
+
+/// A rung of a task's escalation ladder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rung", rename_all = "snake_case")]
+pub enum Rung {
+    /// Run the same task on another capability, with this retry policy.
+    Reroute {
+        capability: Capability,
+        retry: RetryPolicy,
+    },
 }
 
 /// A validated plan: at least one task, unique ids, known dependencies, no cycle, every
@@ -265,6 +280,19 @@ struct TaskFile {
     trigger: Option<Trigger>,
     spawns: Option<Vec<String>>,
     estimate: Option<EstimateFile>,
+    #[serde(default)]
+    escalate: Vec<RungFile>,
+}
+
+/// A rung as written: exactly one of `reroute`, `replan`, `human`, and for the first two an
+/// optional `retry`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RungFile {
+    reroute: Option<String>,
+    replan: Option<String>,
+    human: Option<Value>,
+    retry: Option<RetryFile>,
 }
 
 /// A task's `estimate` as written: what one attempt is expected to use.

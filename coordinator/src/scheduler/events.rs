@@ -218,6 +218,14 @@ pub enum Decision {
         attempt: Attempt,
         redrives: u32,
     },
+    /// Its retries ran out (or it failed permanently): the task climbs to rung `rung` (1 is the
+    /// first) of its `escalate` ladder and runs as `attempt` there, with a fresh attempt budget.
+    TaskEscalated {
+        run: RunId,
+        task: TaskId,
+        rung: u32,
+        attempt: Attempt,
+    },
     /// A task canceled or skipped because of a redriven task waits again, to be judged anew.
     TaskRestored {
         run: RunId,
@@ -633,12 +641,13 @@ impl Decision {
             Decision::TaskRedriven { .. } => Self::KINDS[17],
             Decision::TaskRestored { .. } => Self::KINDS[18],
             Decision::RunReopened { .. } => Self::KINDS[19],
+            Decision::TaskEscalated { .. } => Self::KINDS[20],
         }
     }
 
     /// Every variant's name, for checks that each appears somewhere. `kind` indexes it, so a
     /// new variant needs a new name here (an index past the end does not compile).
-    pub const KINDS: [&'static str; 20] = [
+    pub const KINDS: [&'static str; 21] = [
         "run_accepted",
         "input_rejected",
         "task_ready",
@@ -659,6 +668,7 @@ impl Decision {
         "task_redriven",
         "task_restored",
         "run_reopened",
+        "task_escalated",
     ];
 
     /// The run the decision is about, if any.
@@ -680,6 +690,7 @@ impl Decision {
             | Decision::UsageCharged { run, .. }
             | Decision::TaskRedriven { run, .. }
             | Decision::TaskRestored { run, .. }
+            | Decision::TaskEscalated { run, .. }
             | Decision::RunReopened { run } => Some(run),
             Decision::Paused { scope } | Decision::Resumed { scope } => match scope {
                 PauseScope::Run { run } => Some(run),

@@ -8,6 +8,8 @@
 
 use workforce_shared::{Attempt, Outcome, RunId, TaskId};
 
+use workforce_shared::Rung;
+
 use super::events::{
     CancelReason, Decision, Input, PauseScope, RunOutcome, SEMANTICS_VERSION, SkipReason,
 };
@@ -368,6 +370,36 @@ impl Scheduler {
                 task_state.redrives = *redrives;
                 let key = state.ready_key(index);
                 let capability = state.plan.tasks[index].capability.clone();
+                self.ready.entry(capability).or_default().insert(key);
+            }
+            Decision::TaskEscalated {
+                run,
+                task,
+                rung,
+                attempt,
+            } => {
+                let (state, index) = self.task_mut(kind, run, task)?;
+                let current = state.tasks[index].attempt;
+                let phase = &state.tasks[index].phase;
+                let step = state.plan.tasks[index]
+                    .escalate
+                    .get((*rung as usize).wrapping_sub(1))
+                    .cloned();
+                let follows = *phase == (Phase::Running { attempt: current })
+                    && *attempt == current.next()
+                    && *rung == state.tasks[index].rung + 1;
+                let (true, Some(Rung::Reroute { capability, retry })) = (follows, step) else {
+                    return Err(out_of_order(kind, run, task, *attempt, phase));
+                };
+                let spec = &mut state.plan.tasks[index];
+                spec.capability = capability.clone();
+                spec.retry = retry;
+                let task_state = &mut state.tasks[index];
+                task_state.rung = *rung;
+                task_state.attempt = *attempt;
+                task_state.first_attempt = *attempt;
+                task_state.phase = Phase::Ready;
+                let key = state.ready_key(index);
                 self.ready.entry(capability).or_default().insert(key);
             }
             Decision::TaskRestored { run, task } => {

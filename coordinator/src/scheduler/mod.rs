@@ -337,6 +337,9 @@ impl Scheduler {
             let next = attempt.next();
             (next, retry_delay_ms(&spec.retry, run, &task, next))
         });
+        // Out of retries: the next rung of its ladder, if it has one.
+        let rung = (retry.is_none() && (state.tasks[index].rung as usize) < spec.escalate.len())
+            .then(|| state.tasks[index].rung + 1);
         let failed = Decision::AttemptFailed {
             run: run.clone(),
             task: task.clone(),
@@ -345,6 +348,17 @@ impl Scheduler {
         };
         self.emit(input, failed, out);
         self.charge(input, run, index, attempt, out);
+        if let Some(rung) = rung {
+            let decision = Decision::TaskEscalated {
+                run: run.clone(),
+                task,
+                rung,
+                attempt: attempt.next(),
+            };
+            self.emit(input, decision, out);
+            self.stop_if_exhausted(input, run, out);
+            return;
+        }
         if let Some((next, delay_ms)) = retry {
             let decision = Decision::RetryScheduled {
                 run: run.clone(),

@@ -128,6 +128,8 @@ pub(super) struct TaskState {
     pub(super) first_attempt: Attempt,
     /// How long each attempt that reported ran, by its worker's clock.
     pub(super) durations: BTreeMap<Attempt, u64>,
+    /// Rungs of its escalation ladder climbed so far.
+    pub(super) rung: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -216,6 +218,7 @@ impl RunState {
                 redrives: 0,
                 first_attempt: Attempt::FIRST,
                 durations: BTreeMap::new(),
+                rung: 0,
             });
             self.dependents.push(Vec::new());
             self.upstream.push(Vec::new());

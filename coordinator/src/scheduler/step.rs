@@ -143,6 +143,7 @@ impl Scheduler {
             Decision::TasksSpawned { .. }
             | Decision::UsageCharged { .. }
             | Decision::TaskRedriven { .. }
+            | Decision::TaskEscalated { .. }
             | Decision::TaskRestored { .. }
             | Decision::RunReopened { .. }
             | Decision::TaskSkipped { .. }

@@ -1024,3 +1024,5 @@ fn a_workers_results_are_counted_with_its_recent_success_rate() {
 }
 
 mod redrive;
+
+mod ladder;

@@ -87,6 +87,9 @@ pub struct TaskView {
     /// Times an operator redrove it after it was dead-lettered.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redrives: u32,
+    /// The rung of its escalation ladder it is on (0: none yet); `capability` is the rung's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rung: u32,
     /// The task that spawned it; absent for the plan's own tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<TaskId>,
@@ -320,6 +323,7 @@ impl Scheduler {
                     max_attempts: spec.retry.max_attempts,
                     trigger: spec.trigger,
                     redrives: task.redrives,
+                    rung: task.rung,
                     parent: task.parent.map(|p| state.plan.tasks[p].id.clone()),
                     usage: task.used,
                     detail,

@@ -498,6 +498,12 @@ fn trace(decision: &Decision) {
             attempt,
             redrives,
         } => info!(run_id = %run, task_id = %task, attempt = %attempt, redrives, "task redriven"),
+        Decision::TaskEscalated {
+            run,
+            task,
+            rung,
+            attempt,
+        } => warn!(run_id = %run, task_id = %task, rung, attempt = %attempt, "task escalated"),
         Decision::TaskRestored { run, task } => {
             info!(run_id = %run, task_id = %task, "task restored by a redrive")
         }

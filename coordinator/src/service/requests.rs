@@ -252,6 +252,7 @@ mod tests {
             max_attempts: 1,
             trigger: Default::default(),
             redrives: 0,
+            rung: 0,
             parent: None,
             usage: Default::default(),
             detail: None,

@@ -171,7 +171,14 @@ pub(super) fn run(
     let capabilities: Vec<Capability> = plan
         .tasks
         .iter()
-        .flat_map(|t| std::iter::once(&t.capability).chain(t.spawns.iter().flatten()))
+        .flat_map(|t| {
+            let rungs = t.escalate.iter().map(|rung| match rung {
+                workforce_shared::Rung::Reroute { capability, .. } => capability,
+            });
+            std::iter::once(&t.capability)
+                .chain(t.spawns.iter().flatten())
+                .chain(rungs)
+        })
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()

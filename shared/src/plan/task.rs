@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::shape::depth_of;
 use super::{
-    Capability, MAX_INPUT_DEPTH, ProblemKind, RetryFile, RetryPolicy, TaskDefaults, TaskFile,
+    Capability, MAX_INPUT_DEPTH, ProblemKind, RetryFile, RetryPolicy, Rung, TaskDefaults, TaskFile,
     TaskId, TaskSpec,
 };
 use crate::envelope::Usage;
@@ -137,6 +137,7 @@ pub(super) fn check_task(
             })
             .collect::<Vec<_>>()
     });
+    let escalate = ladder(t, retry.as_ref().ok(), problem);
     let (Ok(id), Ok(capability), Ok(retry), Ok(timeout_ms)) = (id, capability, retry, timeout_ms)
     else {
         return None;
@@ -151,10 +152,57 @@ pub(super) fn check_task(
         timeout_ms,
         trigger: t.trigger.unwrap_or_default(),
         spawns,
+        escalate,
         estimate: t.estimate.map_or_else(Usage::default, |e| Usage {
             tokens: e.tokens.unwrap_or(0),
             cost_cents: e.cost_cents.unwrap_or(0),
             tool_calls: e.tool_calls.unwrap_or(0),
         }),
     })
+}
+
+/// A task's `escalate` ladder: each rung checked, a reroute's retry defaulting to the task's.
+fn ladder(
+    t: &TaskFile,
+    retry: Option<&RetryPolicy>,
+    problem: &mut impl FnMut(ProblemKind),
+) -> Vec<Rung> {
+    let base = retry.cloned().unwrap_or_default();
+    let mut rungs = Vec::with_capacity(t.escalate.len());
+    for (at, rung) in t.escalate.iter().enumerate() {
+        let field = format!("escalate[{at}]");
+        let invalid = |message: &str| ProblemKind::InvalidSetting {
+            field: field.clone(),
+            message: message.to_owned(),
+        };
+        let kinds = [
+            rung.reroute.is_some(),
+            rung.replan.is_some(),
+            rung.human.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            problem(invalid(
+                "a rung has exactly one of reroute, replan or human",
+            ));
+            continue;
+        }
+        let Some(capability) = &rung.reroute else {
+            problem(invalid(
+                "only reroute rungs are built so far; replan and human rungs come in a later release",
+            ));
+            continue;
+        };
+        let capability = match Capability::new(capability.as_str()) {
+            Ok(c) => c,
+            Err(e) => {
+                problem(ProblemKind::InvalidName(e));
+                continue;
+            }
+        };
+        match merge_retry(&base, rung.retry.as_ref()) {
+            Ok(retry) => rungs.push(Rung::Reroute { capability, retry }),
+            Err(kind) => problem(kind),
+        }
+    }
+    rungs
 }

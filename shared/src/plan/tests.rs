@@ -341,3 +341,34 @@ fn budgets_a_deadline_and_estimates_are_read() {
         .expect_err("unknown key");
     assert!(typo.to_string().contains("tokenz"), "{typo}");
 }
+
+#[test]
+fn an_escalation_ladder_is_read_rung_by_rung() {
+    let plan = parse_toml(
+        "[[tasks]]\nid = \"review\"\ncapability = \"review\"\nretry = { max_attempts = 3 }\n\
+         escalate = [ { reroute = \"review-senior\" }, { reroute = \"review-expert\", retry = { max_attempts = 1 } } ]\n",
+    )
+    .expect("valid");
+    let rungs = &plan.tasks[0].escalate;
+    assert_eq!(rungs.len(), 2);
+    let crate::plan::Rung::Reroute { capability, retry } = &rungs[0];
+    assert_eq!(capability.as_str(), "review-senior");
+    assert_eq!(retry.max_attempts, 3, "the task's own policy by default");
+    let crate::plan::Rung::Reroute { retry, .. } = &rungs[1];
+    assert_eq!(retry.max_attempts, 1);
+    let bad = problems(parse_toml(
+        "[[tasks]]\nid = \"a\"\ncapability = \"c\"\n\
+         escalate = [ { reroute = \"x\", replan = \"y\" }, { human = { timeout = \"1h\" } }, { reroute = \"a b\" } ]\n",
+    ));
+    let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
+    let all = all.join("\n");
+    assert!(
+        all.contains("escalate[0]: a rung has exactly one of reroute, replan or human"),
+        "{all}"
+    );
+    assert!(
+        all.contains("escalate[1]: only reroute rungs are built so far"),
+        "{all}"
+    );
+    assert!(all.contains("invalid capability \"a b\""), "{all}");
+}

@@ -203,6 +203,7 @@ pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
     // PARENT once a task spawned, TRIGGER once a task has a rule other than all_success.
     let spawned = view.tasks.iter().any(|t| t.parent.is_some());
     let triggers = view.tasks.iter().any(|t| !t.trigger.is_default());
+    let rungs = view.tasks.iter().any(|t| t.rung > 0);
     let rows: Vec<Vec<String>> = view
         .tasks
         .iter()
@@ -219,6 +220,13 @@ pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
             if triggers {
                 row.push(t.trigger.name().to_owned());
             }
+            if rungs {
+                row.push(if t.rung > 0 {
+                    t.rung.to_string()
+                } else {
+                    "-".to_owned()
+                });
+            }
             row.extend([attempt(t), t.detail.clone().unwrap_or_default()]);
             row
         })
@@ -230,6 +238,9 @@ pub fn write_run_view(out: &mut impl Write, view: &RunView) -> io::Result<()> {
     headers.extend(["CAPABILITY", "STATUS"]);
     if triggers {
         headers.push("TRIGGER");
+    }
+    if rungs {
+        headers.push("RUNG");
     }
     headers.extend(["ATTEMPT", "DETAIL"]);
     write_table(out, &headers, &rows)
@@ -365,6 +376,7 @@ mod tests {
             max_attempts: 2,
             trigger: Default::default(),
             redrives: 0,
+            rung: 0,
             parent: None,
             usage: Default::default(),
             detail: None,

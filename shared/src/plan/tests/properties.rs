@@ -273,6 +273,7 @@ fn expected(case: &PlanCase) -> Plan {
                 trigger: Default::default(),
                 spawns: None,
                 estimate: Default::default(),
+                escalate: Vec::new(),
             }
         })
         .collect();
