@@ -625,13 +625,13 @@ capability = "c"
     assert_eq!(dispatched(&decided, &run, "left"), [1, 2]);
     assert_eq!(dispatched(&decided, &run, "right"), [1, 2]);
     assert_eq!(dispatched(&decided, &run, "fine"), [1]);
-    let first = finishes(&decided, &run);
+    let outcomes = finishes(&decided, &run);
     assert!(
         matches!(
-            first.as_slice(),
+            outcomes.as_slice(),
             [RunOutcome::Failed { .. }, RunOutcome::Succeeded]
         ),
-        "{first:?}"
+        "the run failed by left or right, then succeeded: {outcomes:?}"
     );
     Ok(())
 }
