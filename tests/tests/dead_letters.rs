@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use workforce_coordinator::log::Event;
 use workforce_coordinator::scheduler::{
     CancelReason, Decision, Input, REDRIVE_LIMIT, RedriveRefusal, Rejection, RunOutcome, RunStatus,
-    RunView, TaskStatus,
+    RunView, StopReason, TaskStatus,
 };
 use workforce_shared::{Attempt, DeadLetter, EventSeq, RunId, TaskId, decode};
 use workforce_tests::harness::{Cluster, WorkerSpec, decided_on, decisions, eventually};
@@ -633,5 +633,71 @@ capability = "c"
         ),
         "the run failed by left or right, then succeeded: {outcomes:?}"
     );
+    Ok(())
+}
+
+/// The run's `[limits] deadline` in this test: long enough for the run to fail, the coordinator
+/// to restart and the redrive to land before it.
+const DEADLINE_MS: u64 = 8_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_run_is_stopped_at_its_deadline() -> anyhow::Result<()> {
+    reopened_run_is_stopped_at_its_deadline(false).await
+}
+
+/// Fails: recovery re-arms the deadline timers of unfinished runs only, and a redrive arms none,
+/// so a run that was finished when the coordinator started and is then reopened runs on past
+/// its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reopened_after_a_coordinator_restart_is_still_stopped_at_its_deadline()
+-> anyhow::Result<()> {
+    reopened_run_is_stopped_at_its_deadline(true).await
+}
+
+/// A run fails before its deadline, the coordinator restarts (if `restart`), the failed task is
+/// redriven before the deadline and runs far past it: the reopened run is stopped at it.
+async fn reopened_run_is_stopped_at_its_deadline(restart: bool) -> anyhow::Result<()> {
+    // Attempt 1 fails permanently; the redriven attempt runs far past the deadline (and not
+    // much longer, should the stop never come).
+    let command = r#"if [ "$WORKFORCE_ATTEMPT" = 1 ]; then echo broke >&2; exit 100; fi
+exec sleep 60"#;
+    let mut cluster = Cluster::start(&[WorkerSpec::new("w1", 2, &[("c", command)])]).await?;
+    let plan = format!(
+        "name = \"late\"\n\n[limits]\ndeadline = \"{DEADLINE_MS}ms\"\n\n[[tasks]]\nid = \"slow\"\ncapability = \"c\"\n"
+    );
+    let submitted = std::time::Instant::now();
+    let run = cluster.submit(&plan).await?;
+    ended(&cluster, &run, RunStatus::Failed).await?;
+    if restart {
+        // The deadline timer was armed at acceptance; a restart re-arms it from then.
+        cluster.coordinator.kill().await?;
+        cluster.restart_coordinator().await?;
+    }
+    cli(&cluster, &["dlq", "redrive", run.as_str(), "slow"]).await?;
+    ensure!(
+        submitted.elapsed() < Duration::from_millis(DEADLINE_MS),
+        "the redrive landed before the deadline"
+    );
+
+    let view = eventually(
+        "the reopened run is stopped at its deadline",
+        Duration::from_millis(DEADLINE_MS + 10_000),
+        || async {
+            let view = cluster.api.status(&run).await?;
+            Ok((view.status != RunStatus::Running).then_some(view))
+        },
+    )
+    .await
+    .with_context(|| cluster.logs())?;
+    assert_eq!(view.status, RunStatus::Stopped, "{view:#?}");
+
+    let events = cluster.stop_and_check().await?;
+    let decided = decisions(&events);
+    let stopped = RunOutcome::Stopped {
+        reason: StopReason::DeadlineExceeded {
+            deadline_ms: DEADLINE_MS,
+        },
+    };
+    assert_eq!(finishes(&decided, &run), [failed_by("slow"), stopped]);
     Ok(())
 }
