@@ -655,6 +655,8 @@ pub fn decided_on(
 pub struct InvariantReport {
     /// Tasks ever dispatched.
     pub dispatched: usize,
+    /// Terminal events by kind (this and the next two), those a redrive or restore undid
+    /// included.
     pub completed: usize,
     pub dead_lettered: usize,
     pub canceled: usize,
@@ -664,8 +666,8 @@ pub struct InvariantReport {
 }
 
 /// The invariant every fault test checks: every task ever dispatched has exactly one terminal
-/// event in the log; every result the broker stored is in the log; the log replays with no
-/// divergence.
+/// event in the log (since its last redrive or restore, which undo the one before); every
+/// result the broker stored is in the log; the log replays with no divergence.
 pub fn check_invariant(
     events: &[(EventSeq, Event)],
     stored: &[TaskResult],
@@ -693,6 +695,22 @@ pub fn check_invariant(
             Entry::Decision(Decision::TaskCanceled { run, task, .. }) => {
                 report.canceled += 1;
                 *terminal.entry((run.clone(), task.clone())).or_default() += 1;
+            }
+            Entry::Decision(Decision::TaskRedriven { run, task, .. }) => {
+                // Its dead letter is undone: it is to end once more.
+                let n = terminal.remove(&(run.clone(), task.clone())).unwrap_or(0);
+                ensure!(
+                    n == 1,
+                    "task {run}/{task} was redriven with {n} terminal events"
+                );
+            }
+            Entry::Decision(Decision::TaskRestored { run, task }) => {
+                // Its cancel (or its skip, not counted here) is undone: it waits again.
+                let n = terminal.remove(&(run.clone(), task.clone())).unwrap_or(0);
+                ensure!(
+                    n <= 1,
+                    "task {run}/{task} was restored with {n} terminal events"
+                );
             }
             Entry::Input(Input::ResultReceived { result }) => logged.push(result),
             Entry::Input(Input::CoordinatorStarted { .. }) => report.starts += 1,
