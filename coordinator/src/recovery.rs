@@ -345,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unfinished_runs_deadline_is_rearmed_from_when_it_was_accepted() {
+    fn a_runs_deadline_is_rearmed_from_when_it_was_accepted() {
         let plan = format!("[limits]\ndeadline = \"1m\"\n{PLAN}");
         let mut all = inputs();
         all[1] = Input::RunSubmitted {

@@ -364,6 +364,8 @@ pub enum RedriveRefusal {
     LimitReached { limit: u32 },
     /// The run was canceled or stopped: it is not reopened.
     RunEnded { status: String },
+    /// The run's deadline has passed: it is not reopened.
+    DeadlinePassed,
 }
 
 /// How many times a task is redriven before a redrive must be forced.
@@ -505,6 +507,9 @@ impl fmt::Display for Rejection {
                     ),
                     RedriveRefusal::RunEnded { status } => {
                         write!(f, "the run was {status}, and is not reopened")
+                    }
+                    RedriveRefusal::DeadlinePassed => {
+                        f.write_str("the run's deadline has passed, and it is not reopened")
                     }
                 }
             }

@@ -65,7 +65,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Takes in the facts an input carries by itself: which workers are live.
+    /// Takes in the facts an input carries by itself: which workers are live, and which runs'
+    /// deadlines have passed (whether or not the run was still going).
     pub(super) fn observe(&mut self, input: &Input) {
         match input {
             Input::WorkerJoined {
@@ -84,6 +85,11 @@ impl Scheduler {
             Input::WorkerLeft { worker, .. } => {
                 self.workers.remove(worker);
             }
+            Input::RunDeadlinePassed { run } => {
+                if let Some(state) = self.runs.get_mut(run) {
+                    state.deadline_passed = true;
+                }
+            }
             Input::RunSubmitted { .. }
             | Input::ResultReceived { .. }
             | Input::RetryDue { .. }
@@ -93,7 +99,6 @@ impl Scheduler {
             | Input::CoordinatorStarted { .. }
             | Input::PauseRequested { .. }
             | Input::ResumeRequested { .. }
-            | Input::RunDeadlinePassed { .. }
             | Input::RedriveRequested { .. } => {}
         }
     }

@@ -675,11 +675,12 @@ impl Scheduler {
         self.running_task(run, task, attempt).is_some()
     }
 
-    /// Unfinished runs with a deadline, and the deadline (ms from submission).
+    /// Runs with a deadline that has not passed yet, finished or not (a redrive may reopen a
+    /// finished one), and the deadline (ms from submission).
     pub fn run_deadlines(&self) -> Vec<(RunId, u64)> {
         self.runs
             .values()
-            .filter(|state| state.outcome.is_none())
+            .filter(|state| !state.deadline_passed)
             .filter_map(|state| Some((state.id.clone(), state.plan.limits.deadline_ms?)))
             .collect()
     }

@@ -33,6 +33,7 @@ impl Scheduler {
             return;
         };
         let targets: Result<Vec<usize>, Rejection> = match &state.outcome {
+            _ if state.deadline_passed => Err(refuse(RedriveRefusal::DeadlinePassed)),
             Some(RunOutcome::Canceled) => Err(refuse(RedriveRefusal::RunEnded {
                 status: "canceled".into(),
             })),

@@ -162,6 +162,8 @@ pub(super) struct RunState {
     pub(super) reserved: Usage,
     /// Attempts dispatched, all tasks together.
     pub(super) attempts: u32,
+    /// Its deadline has passed (it stopped then, or had already ended).
+    pub(super) deadline_passed: bool,
 }
 
 impl RunState {
@@ -187,6 +189,7 @@ impl RunState {
             used: Usage::default(),
             reserved: Usage::default(),
             attempts: 0,
+            deadline_passed: false,
         };
         let added = state.add_tasks(std::mem::take(&mut tasks), None);
         debug_assert_eq!(added.len(), state.tasks.len());

@@ -200,3 +200,39 @@ impl Lossy for Fate {
         }
     }
 }
+
+#[test]
+fn a_reopened_run_keeps_its_deadline_and_none_is_reopened_past_it() {
+    let with_deadline = format!("[limits]\ndeadline = \"1m\"\n{CHAIN}");
+    // Reopened before its deadline: the deadline still stops it.
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 10);
+    submit(&mut s, &with_deadline);
+    s.apply(&ok("d", 1));
+    s.apply(&permanent("a", 1));
+    s.apply(&redrive(Some("a"), None, false));
+    let d = s.apply(&Input::RunDeadlinePassed { run: run() });
+    assert!(d.iter().any(|d| matches!(
+        d,
+        Decision::RunFinished {
+            outcome: RunOutcome::Stopped {
+                reason: StopReason::DeadlineExceeded { .. }
+            },
+            ..
+        }
+    )));
+    // Its deadline passed while it was finished: it is not reopened.
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 10);
+    submit(&mut s, &with_deadline);
+    s.apply(&ok("d", 1));
+    s.apply(&permanent("a", 1));
+    assert!(s.apply(&Input::RunDeadlinePassed { run: run() }).is_empty());
+    assert!(matches!(
+        s.step(redrive(Some("a"), None, false)).fate,
+        Fate::Rejected(Rejection::NotRedriven {
+            why: RedriveRefusal::DeadlinePassed,
+            ..
+        })
+    ));
+}
