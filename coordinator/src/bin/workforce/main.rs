@@ -242,12 +242,13 @@ enum Command {
         #[command(flatten)]
         coordinator: Coordinator,
     },
-    /// List runs
+    /// List runs: their status, task counts and usage
     Runs {
         #[command(flatten)]
         coordinator: Coordinator,
     },
-    /// List live workers and the capabilities they serve
+    /// List live workers: state, attempts in flight, completed and failed counts, success rate,
+    /// last heartbeat, capabilities and open circuit breakers
     Workers {
         #[command(flatten)]
         coordinator: Coordinator,
