@@ -156,6 +156,16 @@ pub struct UsageError {
     pub problem: String,
 }
 
+/// `text`, cut to its first 200 characters (with a note of how much more there was): a usage
+/// report quoted in an error stays a line, however large the report.
+fn shortened(text: &str) -> String {
+    const KEEP: usize = 200;
+    match text.char_indices().nth(KEEP) {
+        Some((end, _)) => format!("{}… ({} more bytes)", &text[..end], text.len() - end),
+        None => text.to_owned(),
+    }
+}
+
 impl Usage {
     /// The names of its parts, as reports and budgets call them.
     pub const PARTS: [&'static str; 3] = ["tokens", "cost_cents", "tool_calls"];
@@ -164,7 +174,7 @@ impl Usage {
     /// number ≥ 0. Anything else is an error that names it; nothing is taken as zero.
     pub fn read(report: &Value) -> Result<Usage, UsageError> {
         let fail = |problem: String| UsageError {
-            found: report.to_string(),
+            found: shortened(&report.to_string()),
             problem,
         };
         let Value::Object(fields) = report else {
@@ -576,5 +586,13 @@ mod tests {
         assert_eq!(r.version(), SPAWN_VERSION);
         r.usage = Some(json!({"tokens": 1}));
         assert_eq!(r.version(), RESULT_VERSION);
+    }
+
+    #[test]
+    fn a_huge_unreadable_report_is_quoted_short() {
+        let huge = json!({ "tokens": "x".repeat(100_000) });
+        let error = Usage::read(&huge).expect_err("unreadable");
+        assert!(error.to_string().len() < 700, "{}", error.to_string().len());
+        assert!(error.found.contains("more bytes)"), "{}", error.found);
     }
 }
