@@ -194,7 +194,8 @@ impl Usage {
             };
             *slot = value.as_u64().ok_or_else(|| {
                 fail(format!(
-                    "{key} must be a whole number of at least 0, not {value}"
+                    "{key} must be a whole number of at least 0, not {}",
+                    shortened(&value.to_string())
                 ))
             })?;
         }
