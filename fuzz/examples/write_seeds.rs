@@ -61,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         instance: workforce_shared::Instance(0x5eed),
         started_ms: 1_700_000_000_000,
         breakers: Vec::new(),
+        attempts: Vec::new(),
     };
     write(&dir, "seed-heartbeat", &heartbeat)?;
     let dead = DeadLetter {

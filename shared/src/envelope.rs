@@ -289,6 +289,18 @@ pub struct Heartbeat {
     /// from older senders and when every breaker is closed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakers: Vec<Breaker>,
+    /// The attempts it runs now, so that the coordinator can fail them over at once if the
+    /// worker is gone. Absent (empty) from older senders and when it runs nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<HeldAttempt>,
+}
+
+/// An attempt a worker runs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HeldAttempt {
+    pub run: RunId,
+    pub task: TaskId,
+    pub attempt: Attempt,
 }
 
 /// An open circuit breaker: a capability a worker stopped pulling after `failures`
@@ -511,6 +523,7 @@ mod tests {
             instance: Instance(instance),
             started_ms,
             breakers: Vec::new(),
+            attempts: Vec::new(),
         }
     }
 

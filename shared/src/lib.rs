@@ -33,9 +33,9 @@ pub mod subjects;
 pub use backoff::retry_delay_ms;
 pub use codec::{CodecError, Envelope, decode, encode};
 pub use envelope::{
-    Assignment, AttemptError, Breaker, DeadLetter, Heartbeat, Instance, Outcome, PROTOCOL_VERSION,
-    RESULT_VERSION, SPAWN_VERSION, StopAttempt, TaskResult, UpstreamError, UpstreamStatus, Usage,
-    UsageError, WorkerState,
+    Assignment, AttemptError, Breaker, DeadLetter, Heartbeat, HeldAttempt, Instance, Outcome,
+    PROTOCOL_VERSION, RESULT_VERSION, SPAWN_VERSION, StopAttempt, TaskResult, UpstreamError,
+    UpstreamStatus, Usage, UsageError, WorkerState,
 };
 pub use ids::{Attempt, Capability, EventSeq, NameError, RunId, TaskId, WorkerId};
 pub use plan::{

@@ -189,6 +189,7 @@ mod tests {
             instance: Instance(instance),
             started_ms: 5,
             breakers: Vec::new(),
+            attempts: Vec::new(),
         }
     }
 

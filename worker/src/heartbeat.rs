@@ -133,5 +133,6 @@ pub(crate) fn announcement(
         instance: identity.instance,
         started_ms: identity.started_ms,
         breakers: Vec::new(),
+        attempts: Vec::new(),
     }
 }

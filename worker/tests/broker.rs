@@ -710,6 +710,7 @@ async fn a_running_worker_that_meets_an_earlier_twin_drains_and_stops_silently()
         instance: Instance(42),
         started_ms: mine.started_ms - 1,
         breakers: Vec::new(),
+        attempts: Vec::new(),
         ..mine.clone()
     };
     client

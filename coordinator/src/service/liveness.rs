@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
-use workforce_shared::{Breaker, Capability, Heartbeat, Instance, WorkerId, WorkerState};
+use workforce_shared::{
+    Breaker, Capability, Heartbeat, HeldAttempt, Instance, WorkerId, WorkerState,
+};
 
 use crate::scheduler::{Input, LiveWorker, WorkerLeftReason, WorkerView};
 
@@ -29,6 +31,8 @@ struct Known {
     /// What its last heartbeat said, for `workforce workers`.
     serves: Vec<Capability>,
     breakers: Vec<Breaker>,
+    /// The attempts its last heartbeat said it runs: failed over at once if it is gone.
+    attempts: Vec<HeldAttempt>,
     in_flight: u32,
     state: WorkerState,
     /// When the worker counts as gone unless heard from.
@@ -65,6 +69,7 @@ impl Liveness {
                     capabilities: w.capabilities,
                     concurrency: w.concurrency,
                     breakers: Vec::new(),
+                    attempts: Vec::new(),
                     in_flight: 0,
                     state: WorkerState::Ready,
                     due: now + worker_timeout,
@@ -110,6 +115,7 @@ impl Liveness {
                     concurrency: hb.concurrency,
                     serves,
                     breakers: hb.breakers,
+                    attempts: hb.attempts,
                     in_flight: hb.in_flight,
                     state: hb.state,
                     due,
@@ -155,6 +161,7 @@ impl Liveness {
             instance: known.instance,
             started_ms: known.started_ms,
             breakers: Vec::new(),
+            attempts: Vec::new(),
             ..hb.clone()
         };
         let earlier = known_hb.yields_to(hb);
@@ -221,6 +228,7 @@ mod tests {
             instance: Instance(7),
             started_ms: 100,
             breakers: Vec::new(),
+            attempts: Vec::new(),
         }
     }
 
