@@ -103,7 +103,7 @@ async fn a_worker_killed_mid_task_loses_nothing() -> anyhow::Result<()> {
 
     let events = cluster.stop_and_check().await?;
     let lost = events.iter().any(|(_, e)| {
-        matches!(&e.entry, Entry::Input(Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped })
+        matches!(&e.entry, Entry::Input(Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped, .. })
             if worker.as_str() == victim)
     });
     assert!(lost, "the coordinator recorded {victim} as lost");
@@ -326,7 +326,7 @@ async fn a_paused_broker_delays_but_loses_nothing() -> anyhow::Result<()> {
     let position =
         |wanted: &dyn Fn(&Entry) -> bool| events.iter().position(|(_, e)| wanted(&e.entry));
     let left = position(&|e| {
-        matches!(e, Entry::Input(Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped })
+        matches!(e, Entry::Input(Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped, .. })
             if worker.as_str() == "w1")
     })
     .context("the log records w1 lost to the pause")?;

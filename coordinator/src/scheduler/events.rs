@@ -11,7 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use workforce_shared::{
-    Attempt, Capability, Plan, RunId, TaskId, TaskResult, TaskSpec, Trigger, Usage, WorkerId,
+    Attempt, Capability, HeldAttempt, Plan, RunId, TaskId, TaskResult, TaskSpec, Trigger, Usage,
+    WorkerId,
 };
 
 /// The version of the scheduling rules. Every run records the version it was accepted under
@@ -47,6 +48,10 @@ pub enum Input {
     WorkerLeft {
         worker: WorkerId,
         reason: WorkerLeftReason,
+        /// When its heartbeats stopped: the attempts its last heartbeat said it ran, failed
+        /// over at once. Absent from logs written before it existed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attempts: Vec<HeldAttempt>,
     },
     /// An operator asked to cancel a run, or only `task` of it (and, by the trigger rules,
     /// what waits for it), with an optional note. `task` and `note` are absent from logs
@@ -308,6 +313,9 @@ pub enum FailureCause {
     /// The attempt succeeded, but what it asked to add to the run (a spawn, a branch) is
     /// invalid: every problem, as the plan checker words it. Nothing of it was applied.
     ControlRefused { problems: Vec<String> },
+    /// The worker running it was counted gone (its heartbeats stopped): the attempt is failed
+    /// over at once, with no backoff.
+    WorkerLost { worker: WorkerId },
     /// The worker's usage report cannot be read (the reader's words): the attempt counts as
     /// failed, and its estimate is charged.
     UsageUnreadable { error: String },
@@ -320,14 +328,16 @@ impl FailureCause {
             FailureCause::Worker { permanent, .. } => *permanent,
             FailureCause::TimedOut { .. } => false,
             FailureCause::Unpublishable { .. } | FailureCause::ControlRefused { .. } => true,
-            FailureCause::UsageUnreadable { .. } => false,
+            FailureCause::UsageUnreadable { .. } | FailureCause::WorkerLost { .. } => false,
         }
     }
 
     /// The worker that reported it, or the coordinator for failures it decides itself.
     pub fn worker(&self) -> WorkerId {
         match self {
-            FailureCause::Worker { worker, .. } => worker.clone(),
+            FailureCause::Worker { worker, .. } | FailureCause::WorkerLost { worker } => {
+                worker.clone()
+            }
             FailureCause::TimedOut { .. }
             | FailureCause::Unpublishable { .. }
             | FailureCause::ControlRefused { .. }
@@ -467,6 +477,10 @@ impl fmt::Display for FailureCause {
             FailureCause::UsageUnreadable { error } => {
                 write!(f, "the attempt's usage cannot be charged: {error}")
             }
+            FailureCause::WorkerLost { worker } => write!(
+                f,
+                "worker {worker} was lost (its heartbeats stopped) while running it; failed over"
+            ),
             FailureCause::ControlRefused { problems } => {
                 write!(
                     f,

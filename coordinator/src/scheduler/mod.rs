@@ -170,10 +170,29 @@ impl Scheduler {
             } => self.redrive(&input, run, task.as_ref(), *force, &mut out),
             Input::PauseRequested { scope } => self.pause(&input, scope, true, &mut out),
             Input::ResumeRequested { scope } => self.pause(&input, scope, false, &mut out),
+            Input::WorkerLeft {
+                worker, attempts, ..
+            } => {
+                // Its attempts still running fail over at once: stopped (so that a redelivery
+                // of one is not run), failed, and retried with no backoff.
+                for held in attempts {
+                    if let Some((index, _)) = self.running_task(&held.run, &held.task, held.attempt)
+                    {
+                        let stop = Decision::StopAttempt {
+                            run: held.run.clone(),
+                            task: held.task.clone(),
+                            attempt: held.attempt,
+                        };
+                        self.emit(&input, stop, &mut out);
+                        let cause = FailureCause::WorkerLost {
+                            worker: worker.clone(),
+                        };
+                        self.fail(&input, &held.run, index, held.attempt, cause, &mut out);
+                    }
+                }
+            }
             // Facts the state takes in `observe`; what they free up is dispatched below.
-            Input::WorkerJoined { .. }
-            | Input::WorkerLeft { .. }
-            | Input::CoordinatorStarted { .. } => {}
+            Input::WorkerJoined { .. } | Input::CoordinatorStarted { .. } => {}
         }
         self.dispatch(&input, &mut out);
         Step {
@@ -333,9 +352,15 @@ impl Scheduler {
         let task = spec.id.clone();
         // Attempts since the latest redrive (since the first, before any).
         let made = attempt.0.saturating_sub(state.tasks[index].first_attempt.0) + 1;
+        let lost = matches!(cause, FailureCause::WorkerLost { .. });
         let retry = (!cause.is_permanent() && made < spec.retry.max_attempts).then(|| {
             let next = attempt.next();
-            (next, retry_delay_ms(&spec.retry, run, &task, next))
+            let delay = if lost {
+                0
+            } else {
+                retry_delay_ms(&spec.retry, run, &task, next)
+            };
+            (next, delay)
         });
         // Out of retries: the next rung of its ladder, if it has one.
         let rung = (retry.is_none() && (state.tasks[index].rung as usize) < spec.escalate.len())

@@ -208,6 +208,7 @@ fn capacity_is_per_capability_and_follows_workers() {
     let d = s.apply(&Input::WorkerLeft {
         worker: id("w2"),
         reason: WorkerLeftReason::HeartbeatsStopped,
+        attempts: Vec::new(),
     });
     assert!(dispatched(&d).is_empty());
     // Three alpha tasks still count against alpha's single remaining slot.
@@ -1026,3 +1027,51 @@ fn a_workers_results_are_counted_with_its_recent_success_rate() {
 mod redrive;
 
 mod ladder;
+
+#[test]
+fn a_lost_workers_attempts_fail_over_at_once_and_their_late_results_are_ignored() {
+    let mut s = Scheduler::default();
+    join(&mut s, "w1", &["c"], 1);
+    submit(&mut s, "[[tasks]]\nid = \"a\"\ncapability = \"c\"\n");
+    join(&mut s, "w2", &["c"], 1);
+    let d = s.apply(&Input::WorkerLeft {
+        worker: id("w1"),
+        reason: WorkerLeftReason::HeartbeatsStopped,
+        attempts: vec![workforce_shared::HeldAttempt {
+            run: run(),
+            task: id("a"),
+            attempt: Attempt(1),
+        }],
+    });
+    assert_eq!(
+        d[0],
+        Decision::StopAttempt {
+            run: run(),
+            task: id("a"),
+            attempt: Attempt(1)
+        }
+    );
+    assert!(matches!(
+        &d[1],
+        Decision::AttemptFailed { cause: FailureCause::WorkerLost { worker }, .. } if worker.as_str() == "w1"
+    ));
+    assert!(d.contains(&Decision::RetryScheduled {
+        run: run(),
+        task: id("a"),
+        attempt: Attempt(2),
+        delay_ms: 0,
+    }));
+    let d = s.apply(&Input::RetryDue {
+        run: run(),
+        task: id("a"),
+        attempt: Attempt(2),
+    });
+    assert_eq!(dispatched(&d), ["a"], "to w2, at once");
+    assert!(matches!(
+        s.apply(&ok("a", 1)).as_slice(),
+        [Decision::ResultIgnored {
+            reason: IgnoreReason::StaleAttempt,
+            ..
+        }]
+    ));
+}

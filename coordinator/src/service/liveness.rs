@@ -146,9 +146,11 @@ impl Liveness {
                     WorkerState::Draining => WorkerLeftReason::Draining,
                     WorkerState::Stopped | WorkerState::Ready => WorkerLeftReason::Stopped,
                 };
+                // A draining or stopping worker finishes or hands back its own attempts.
                 Some(Input::WorkerLeft {
                     worker: hb.worker,
                     reason,
+                    attempts: Vec::new(),
                 })
             }
         }
@@ -201,10 +203,15 @@ impl Liveness {
         gone.into_iter()
             .map(|worker| {
                 warn!(worker = %worker, "no heartbeat from worker; counting it as gone");
-                self.workers.remove(&worker);
+                let attempts = self
+                    .workers
+                    .remove(&worker)
+                    .map(|known| known.attempts)
+                    .unwrap_or_default();
                 Input::WorkerLeft {
                     worker,
                     reason: WorkerLeftReason::HeartbeatsStopped,
+                    attempts,
                 }
             })
             .collect()
@@ -341,7 +348,7 @@ mod tests {
         assert!(live.expired(now + Duration::from_secs(9)).is_empty());
         let gone = live.expired(now + Duration::from_secs(10));
         assert!(
-            matches!(gone.as_slice(), [Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped }] if worker.as_str() == "old"),
+            matches!(gone.as_slice(), [Input::WorkerLeft { worker, reason: WorkerLeftReason::HeartbeatsStopped, .. }] if worker.as_str() == "old"),
             "{gone:?}"
         );
         assert_eq!(live.expired(now + Duration::from_secs(15)).len(), 1);

@@ -639,9 +639,20 @@ impl World<'_> {
                 w.generation += 1;
                 let lost = std::mem::take(&mut w.running);
                 let id = w.id.clone();
+                // Its last heartbeat listed what it ran: failed over at once.
+                let mut attempts: Vec<workforce_shared::HeldAttempt> = lost
+                    .iter()
+                    .map(|a| workforce_shared::HeldAttempt {
+                        run: a.run.clone(),
+                        task: a.task.clone(),
+                        attempt: a.attempt,
+                    })
+                    .collect();
+                attempts.sort();
                 self.inputs.push_back(Input::WorkerLeft {
                     worker: id,
                     reason: crate::scheduler::WorkerLeftReason::HeartbeatsStopped,
+                    attempts,
                 });
                 for assignment in lost {
                     let wait = self.config.ack_wait_ms;

@@ -98,6 +98,7 @@ impl Writer {
             return Ok(Input::WorkerLeft {
                 worker: self.worker.clone(),
                 reason: WorkerLeftReason::HeartbeatsStopped,
+                attempts: Vec::new(),
             });
         }
         if roll < 6
