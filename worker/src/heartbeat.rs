@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use workforce_shared::{
-    Breaker, Capability, Heartbeat, Instance, PROTOCOL_VERSION, Subjects, WorkerId, WorkerState,
-    encode,
+    Breaker, Capability, Heartbeat, HeldAttempt, Instance, PROTOCOL_VERSION, Subjects, WorkerId,
+    WorkerState, encode,
 };
 
 /// A publish waits for room in the client's queue; while NATS is away that queue can fill,
@@ -70,12 +70,14 @@ impl Heart {
         self.silenced = true;
     }
 
-    /// Announces `state`, `in_flight` attempts and the circuit `breakers` open now.
+    /// Announces `state`, `in_flight` attempts, the circuit `breakers` open now and the
+    /// `attempts` held now (sorted, each once).
     pub(crate) async fn beat(
         &mut self,
         state: WorkerState,
         in_flight: usize,
         breakers: Vec<Breaker>,
+        attempts: Vec<HeldAttempt>,
     ) {
         if self.silenced {
             return;
@@ -84,6 +86,7 @@ impl Heart {
             state,
             in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
             breakers,
+            attempts,
             ..self.template.clone()
         };
         let result = match encode(&heartbeat) {

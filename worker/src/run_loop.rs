@@ -16,7 +16,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::Instrument;
 use workforce_shared::{
-    Capability, Heartbeat, Instance, StopAttempt, Subjects, WorkerState, decode,
+    Capability, Heartbeat, HeldAttempt, Instance, StopAttempt, Subjects, WorkerState, decode,
 };
 
 use crate::attempt::{self, AttemptEnv, Reported};
@@ -40,6 +40,10 @@ pub(crate) struct RunLoop {
     heart: Heart,
     ticks: Interval,
     attempts: JoinSet<Option<Reported>>,
+    /// The attempt each task of `attempts` runs, from delivery until its result is stored or
+    /// it is handed back: what heartbeats list, for the coordinator to fail over if this
+    /// worker goes silent.
+    held: BTreeMap<tokio::task::Id, HeldAttempt>,
     breakers: Breakers,
     /// Per capability, raised while its breaker is open: its pull loop waits.
     gates: BTreeMap<Capability, watch::Sender<bool>>,
@@ -145,6 +149,7 @@ impl RunLoop {
             heart,
             ticks,
             attempts: JoinSet::new(),
+            held: BTreeMap::new(),
             breakers: Breakers::new(config.breaker_failures, config.breaker_cooldown),
             gates,
             pullers,
@@ -163,7 +168,12 @@ impl RunLoop {
 
     pub(crate) async fn beat(&mut self, state: WorkerState) {
         let breakers = self.breakers.open(Instant::now());
-        self.heart.beat(state, self.attempts.len(), breakers).await;
+        let mut held: Vec<HeldAttempt> = self.held.values().cloned().collect();
+        held.sort();
+        held.dedup();
+        self.heart
+            .beat(state, self.attempts.len(), breakers, held)
+            .await;
     }
 
     /// Runs deliveries until `shutdown` resolves. `Some` if a pull loop died (a bug).
@@ -179,8 +189,8 @@ impl RunLoop {
                     return None;
                 }
                 Some(delivery) = self.deliveries.recv() => self.spawn_attempt(delivery),
-                Some(joined) = self.attempts.join_next(), if !self.attempts.is_empty() => {
-                    if let Some(reported) = attempt_end(joined) {
+                Some(joined) = self.attempts.join_next_with_id(), if !self.attempts.is_empty() => {
+                    if let Some(reported) = self.attempt_end(joined) {
                         self.count(reported).await;
                     }
                 }
@@ -276,8 +286,28 @@ impl RunLoop {
             attempt = %a.attempt,
             capability = %a.capability,
         );
+        let held = HeldAttempt {
+            run: a.run.clone(),
+            task: a.task.clone(),
+            attempt: a.attempt,
+        };
         let work = attempt::run(self.env.clone(), delivery, self.abandon.subscribe());
-        self.attempts.spawn(work.instrument(span));
+        let handle = self.attempts.spawn(work.instrument(span));
+        self.held.insert(handle.id(), held);
+    }
+
+    /// An attempt's task ended: it no longer holds its attempt. What it reported, if it
+    /// stored a result.
+    fn attempt_end(
+        &mut self,
+        joined: Result<(tokio::task::Id, Option<Reported>), JoinError>,
+    ) -> Option<Reported> {
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(error) => error.id(),
+        };
+        self.held.remove(&id);
+        attempt_end(joined.map(|(_, reported)| reported))
     }
 
     /// Stops intake and waits for the attempts, abandoning those still running after `grace`
@@ -301,8 +331,8 @@ impl RunLoop {
                     hand_back(&delivery.message, "the worker is stopping").await;
                 }
                 // Not counted: intake has stopped, so no breaker needs to open.
-                Some(joined) = self.attempts.join_next(), if !self.attempts.is_empty() => {
-                    attempt_end(joined);
+                Some(joined) = self.attempts.join_next_with_id(), if !self.attempts.is_empty() => {
+                    self.attempt_end(joined);
                 }
                 Some(joined) = self.pullers.join_next_with_id(), if !self.pullers.is_empty() => {
                     if let Err(error) = joined {
@@ -327,6 +357,7 @@ impl RunLoop {
                     self.attempts.abort_all();
                     self.pullers.abort_all();
                     while self.attempts.join_next().await.is_some() {}
+                    self.held.clear();
                     while self.pullers.join_next().await.is_some() {}
                 }
             }
@@ -342,7 +373,9 @@ impl RunLoop {
     pub(crate) async fn finish(mut self) {
         self.control.abort_all();
         while self.control.join_next().await.is_some() {}
-        self.heart.beat(WorkerState::Stopped, 0, Vec::new()).await;
+        self.heart
+            .beat(WorkerState::Stopped, 0, Vec::new(), Vec::new())
+            .await;
         match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cannot flush the NATS connection at exit"),
