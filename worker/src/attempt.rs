@@ -78,6 +78,7 @@ pub(crate) async fn run(
     env: Arc<AttemptEnv>,
     delivery: Delivery,
     abandon: watch::Receiver<bool>,
+    stops: broadcast::Receiver<StopAttempt>,
 ) -> Option<Reported> {
     let Delivery {
         message,
@@ -95,7 +96,7 @@ pub(crate) async fn run(
     tracing::info!(timeout_ms = assignment.timeout_ms, "attempt started");
 
     let delivered = message.info().map_or(1, |info| info.delivered);
-    let stopped = stop_requested(env.stops.subscribe(), run.clone(), task.clone(), attempt);
+    let stopped = stop_requested(stops, run.clone(), task.clone(), attempt);
     let finished = match env.handlers.get(&assignment.capability).cloned() {
         // Earlier deliveries never produced a result: the workers running it died or stalled.
         // Running it again would likely kill this one too.
@@ -193,6 +194,25 @@ pub(crate) async fn run(
         capability,
         verdict,
     })
+}
+
+/// Declines a delivery whose attempt the coordinator asked to stop before it came (it failed
+/// the attempt over, and this is its old assignment, redelivered): not run, nothing stored,
+/// the assignment terminated.
+pub(crate) async fn decline_stopped(delivery: Delivery) -> Option<Reported> {
+    let Delivery {
+        message,
+        assignment,
+        permit,
+    } = delivery;
+    tracing::info!(
+        "attempt {} of task {} was stopped by the coordinator (superseded); not running it",
+        assignment.attempt,
+        assignment.task
+    );
+    terminate(&message).await;
+    drop(permit);
+    None
 }
 
 /// How an attempt the worker did not run ended: nothing used.

@@ -46,6 +46,8 @@
 //! - `intake`: one pull loop per capability, gated by the worker-wide concurrency limit;
 //!   undecodable assignments are terminated here.
 //! - `attempt`: one attempt's lifecycle: run, keep the message alive, store the result, ack.
+//! - `stop_memory`: the attempts the coordinator asked to stop (the last 10,000), so that one
+//!   redelivered later is not run.
 //! - `breaker`: pure circuit breakers, one per capability: consecutive failures open one, a
 //!   cool-down closes it.
 //! - `outcome`: pure steps: a handler's work into an outcome (timeout, panic), a result into
@@ -75,6 +77,7 @@ mod outcome;
 mod process_group;
 mod run_loop;
 mod stop;
+mod stop_memory;
 mod worker;
 
 pub use cli::WorkerArgs;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -27,6 +27,7 @@ use crate::error::WorkerError;
 use crate::handler::Handler;
 use crate::heartbeat::Heart;
 use crate::intake::{Delivery, Puller, hand_back};
+use crate::stop_memory::{REMEMBERED_STOPS, StopMemory};
 
 /// After abandoning attempts at the end of a drain, how long they get to send their naks.
 const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,9 +50,14 @@ pub(crate) struct RunLoop {
     gates: BTreeMap<Capability, watch::Sender<bool>>,
     pullers: JoinSet<()>,
     puller_names: BTreeMap<tokio::task::Id, Capability>,
-    /// Listens for the coordinator's stop requests, and for twins (other processes with this
-    /// worker's id).
+    /// Listens for twins (other processes with this worker's id).
     control: JoinSet<()>,
+    /// The coordinator's stop requests; `None` once the subscription ended. Read here, not in
+    /// a task of its own, so that a stop request the connection received before an
+    /// assignment is seen before that assignment is run.
+    stop_requests: Option<async_nats::Subscriber>,
+    /// The attempts the coordinator asked to stop: one delivered later is not run.
+    stopped: StopMemory,
     /// The watch for twins, ended when draining: a process on its way out answers no probes,
     /// so that its successor with the same id (a rolling restart) may start.
     sentry: tokio::task::AbortHandle,
@@ -64,11 +70,13 @@ pub(crate) struct RunLoop {
     stop: watch::Sender<bool>,
     abandon: watch::Sender<bool>,
     malformed: Arc<AtomicU64>,
+    max_message_bytes: usize,
 }
 
 impl RunLoop {
     /// Spawns one pull loop per consumer; they start pulling at once. `sentry` is the loop
-    /// that reports twins on `twins`.
+    /// that reports twins on `twins`; `stop_requests` is subscribed to the coordinator's stop
+    /// requests.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         config: &WorkerConfig,
@@ -80,6 +88,7 @@ impl RunLoop {
         me: Heartbeat,
         sentry: impl Future<Output = ()> + Send + 'static,
         twins: mpsc::Receiver<Heartbeat>,
+        stop_requests: async_nats::Subscriber,
     ) -> Self {
         let concurrency = usize::try_from(config.concurrency).unwrap_or(usize::MAX);
         // A consumer declared earlier keeps its own ack_wait; progress must beat the shortest.
@@ -122,15 +131,6 @@ impl RunLoop {
         let (stops, _) = broadcast::channel(256);
         let mut control = JoinSet::new();
         let sentry = control.spawn(sentry.instrument(tracing::info_span!("twins")));
-        control.spawn(
-            listen_for_stops(
-                client.clone(),
-                subjects.stop(),
-                stops.clone(),
-                config.max_message_bytes,
-            )
-            .instrument(tracing::info_span!("control")),
-        );
         let env = Arc::new(AttemptEnv {
             client: client.clone(),
             jetstream,
@@ -155,6 +155,8 @@ impl RunLoop {
             pullers,
             puller_names,
             control,
+            stop_requests: Some(stop_requests),
+            stopped: StopMemory::new(REMEMBERED_STOPS),
             sentry,
             me,
             twins,
@@ -163,6 +165,7 @@ impl RunLoop {
             stop,
             abandon: watch::channel(false).0,
             malformed,
+            max_message_bytes: config.max_message_bytes,
         }
     }
 
@@ -204,10 +207,10 @@ impl RunLoop {
                         return Some(error);
                     }
                 }
+                request = next_stop(&mut self.stop_requests) => self.stop_request(request),
                 Some(joined) = self.control.join_next(), if !self.control.is_empty() => {
-                    // Attempts still end by their own timeouts; only the coordinator's early
-                    // stops, or the watch for twins, are lost.
-                    tracing::error!(?joined, "a control listener ended");
+                    // Only the watch for twins is lost.
+                    tracing::error!(?joined, "the watch for twins ended");
                 }
             }
         }
@@ -277,6 +280,7 @@ impl RunLoop {
         None
     }
 
+    /// Runs a delivery, unless the coordinator asked to stop its attempt before it came.
     fn spawn_attempt(&mut self, delivery: Delivery) {
         let a = &delivery.assignment;
         let span = tracing::info_span!(
@@ -286,14 +290,56 @@ impl RunLoop {
             attempt = %a.attempt,
             capability = %a.capability,
         );
-        let held = HeldAttempt {
-            run: a.run.clone(),
-            task: a.task.clone(),
-            attempt: a.attempt,
-        };
-        let work = attempt::run(self.env.clone(), delivery, self.abandon.subscribe());
+        self.take_pending_stops();
+        if self.was_stopped(&delivery) {
+            self.attempts
+                .spawn(attempt::decline_stopped(delivery).instrument(span));
+            return;
+        }
+        let held = attempt_of(&delivery);
+        // Subscribed before this loop reads another stop request, so the attempt misses none.
+        let stops = self.env.stops.subscribe();
+        let work = attempt::run(self.env.clone(), delivery, self.abandon.subscribe(), stops);
         let handle = self.attempts.spawn(work.instrument(span));
         self.held.insert(handle.id(), held);
+    }
+
+    fn was_stopped(&self, delivery: &Delivery) -> bool {
+        self.stopped.contains(&attempt_of(delivery))
+    }
+
+    /// Takes the stop requests already received, without waiting.
+    fn take_pending_stops(&mut self) {
+        while let Some(requests) = self.stop_requests.as_mut() {
+            match requests.next().now_or_never() {
+                Some(request) => self.stop_request(request),
+                None => return,
+            }
+        }
+    }
+
+    /// Remembers a stop request and passes it to the running attempts. `None`: the
+    /// subscription ended.
+    fn stop_request(&mut self, request: Option<async_nats::Message>) {
+        let Some(message) = request else {
+            // Attempts still end by their own timeouts; only the coordinator's early stops are
+            // lost.
+            tracing::error!("the subscription to stop requests ended");
+            self.stop_requests = None;
+            return;
+        };
+        match decode::<StopAttempt>(&message.payload, self.max_message_bytes) {
+            Ok(stop) => {
+                self.stopped.remember(HeldAttempt {
+                    run: stop.run.clone(),
+                    task: stop.task.clone(),
+                    attempt: stop.attempt,
+                });
+                // No receiver means no attempt is running: nothing to stop now.
+                drop(self.env.stops.send(stop));
+            }
+            Err(error) => tracing::warn!(%error, "ignoring a malformed stop request"),
+        }
     }
 
     /// An attempt's task ended: it no longer holds its attempt. What it reported, if it
@@ -328,8 +374,15 @@ impl RunLoop {
             tokio::select! {
                 // A pull that was under way when intake stopped.
                 Some(delivery) = self.deliveries.recv() => {
-                    hand_back(&delivery.message, "the worker is stopping").await;
+                    self.take_pending_stops();
+                    if self.was_stopped(&delivery) {
+                        attempt::decline_stopped(delivery).await;
+                    } else {
+                        hand_back(&delivery.message, "the worker is stopping").await;
+                    }
                 }
+                // Attempts still running may be asked to stop.
+                request = next_stop(&mut self.stop_requests) => self.stop_request(request),
                 // Not counted: intake has stopped, so no breaker needs to open.
                 Some(joined) = self.attempts.join_next_with_id(), if !self.attempts.is_empty() => {
                     self.attempt_end(joined);
@@ -388,26 +441,21 @@ impl RunLoop {
     }
 }
 
-/// Forwards the coordinator's stop requests to the attempts.
-async fn listen_for_stops(
-    client: async_nats::Client,
-    subject: String,
-    stops: broadcast::Sender<StopAttempt>,
-    max_bytes: usize,
-) {
-    let mut subscription = match client.subscribe(subject.clone()).await {
-        Ok(s) => s,
-        Err(error) => {
-            tracing::error!(%error, %subject, "cannot listen for stop requests");
-            return;
-        }
-    };
-    while let Some(message) = subscription.next().await {
-        match decode::<StopAttempt>(&message.payload, max_bytes) {
-            // No receiver means no attempt is running: nothing to stop.
-            Ok(stop) => drop(stops.send(stop)),
-            Err(error) => tracing::warn!(%error, "ignoring a malformed stop request"),
-        }
+/// The next stop request; `Some(None)` when the subscription ends, never once it has.
+async fn next_stop(requests: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match requests {
+        Some(requests) => requests.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The attempt a delivery carries.
+fn attempt_of(delivery: &Delivery) -> HeldAttempt {
+    let a = &delivery.assignment;
+    HeldAttempt {
+        run: a.run.clone(),
+        task: a.task.clone(),
+        attempt: a.attempt,
     }
 }
 

@@ -137,8 +137,27 @@ impl Worker {
             tracing::warn!(other_instance = %twin.instance, "another process claims this worker id; it started later and will stop");
         }
         let (sentry, twins) = sentry.listen(client.clone(), &subjects).await?;
+        // Before the first heartbeat: a stop request sent once the coordinator has heard of
+        // this worker reaches it.
+        let stop_subject = subjects.stop();
+        let stop_requests = client
+            .subscribe(stop_subject.clone())
+            .await
+            .map_err(|source| WorkerError::Subscribe {
+                subject: stop_subject,
+                source,
+            })?;
         let mut run = RunLoop::start(
-            &config, client, jetstream, subjects, handlers, consumers, me, sentry, twins,
+            &config,
+            client,
+            jetstream,
+            subjects,
+            handlers,
+            consumers,
+            me,
+            sentry,
+            twins,
+            stop_requests,
         );
         run.beat(WorkerState::Ready).await;
         tracing::info!(concurrency = config.concurrency, "serving");
