@@ -1,6 +1,7 @@
 //! The worker against a real NATS server: results stored and acked, undecodable assignments
 //! terminated, panics reported, a result that grows its run written as version 2 and one that
-//! reports usage as version 3, heartbeats, a drain handing unfinished work back, two
+//! reports usage as version 3, heartbeats (and the attempts they list), a drain handing
+//! unfinished work back, stop requests (one sent before its attempt's assignment too), two
 //! processes started with one worker id, and a circuit breaker pausing a failing capability.
 //!
 //! Each test has its own NATS server in a container (`workforce_testkit::Nats`, from the image
@@ -15,9 +16,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use workforce_shared::{
-    Assignment, Attempt, Capability, Heartbeat, Instance, Outcome, PROTOCOL_VERSION, Prefix,
-    RESULT_VERSION, RunId, SPAWN_VERSION, StopAttempt, Subjects, TaskId, TaskResult, UpstreamError,
-    UpstreamStatus, Usage, WorkerId, WorkerState, decode, encode,
+    Assignment, Attempt, Capability, Heartbeat, HeldAttempt, Instance, Outcome, PROTOCOL_VERSION,
+    Prefix, RESULT_VERSION, RunId, SPAWN_VERSION, StopAttempt, Subjects, TaskId, TaskResult,
+    UpstreamError, UpstreamStatus, Usage, WorkerId, WorkerState, decode, encode,
 };
 use workforce_testkit::Nats;
 use workforce_worker::{
@@ -894,6 +895,175 @@ async fn a_capability_that_keeps_failing_is_not_pulled_until_its_breaker_closes(
         }
         other => panic!("expected the breaker open again, got {other:?}"),
     }
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+fn held(task: &str, attempt: u32) -> HeldAttempt {
+    HeldAttempt {
+        run: RunId::new("run1").expect("run"),
+        task: TaskId::new(task).expect("task"),
+        attempt: Attempt(attempt),
+    }
+}
+
+/// The next heartbeat that satisfies `wanted`.
+async fn heartbeat_where(
+    heartbeats: &mut async_nats::Subscriber,
+    what: &str,
+    wanted: impl Fn(&Heartbeat) -> bool,
+) -> Heartbeat {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no heartbeat {what}");
+        let heartbeat = next_heartbeat(heartbeats).await;
+        if wanted(&heartbeat) {
+            return heartbeat;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_stopped_before_it_is_delivered_is_terminated_not_run() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("superseded").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let command = format!("echo $$ >> {}; cat", marker.display());
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(cap("late"), Arc::new(CommandHandler::new(command)));
+    let config = config(&server, "superseded", "w1");
+    let mut heartbeats = client
+        .subscribe(subjects.heartbeat(&config.id))
+        .await
+        .expect("subscribe to heartbeats");
+    let worker = Worker::connect(config, handlers).await.expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    // The worker subscribes to stop requests before its first heartbeat.
+    next_heartbeat(&mut heartbeats).await;
+
+    // The coordinator failed attempt 1 over (its worker went silent) and stopped it; its
+    // assignment comes afterwards, as a redelivery would.
+    let request = StopAttempt {
+        v: PROTOCOL_VERSION,
+        run: RunId::new("run1").expect("run"),
+        task: TaskId::new("late").expect("task"),
+        attempt: Attempt(1),
+    };
+    client
+        .publish(subjects.stop(), encode(&request).expect("encode").into())
+        .await
+        .expect("publish the stop request");
+    client.flush().await.expect("flush");
+    publish(&js, &subjects, &assignment("late", "late", json!("first"))).await;
+
+    // Had it run, its result would be stored before the assignment left the stream.
+    wait_for_empty_tasks_stream(&js, &subjects).await;
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(subjects.tasks_stream())
+        .await
+        .expect("tasks stream")
+        .get_consumer(&subjects.task_consumer(&cap("late")))
+        .await
+        .expect("consumer");
+    let info = consumer.cached_info();
+    assert_eq!(
+        (
+            info.num_pending,
+            info.num_ack_pending,
+            info.delivered.stream_sequence
+        ),
+        (0, 0, 1),
+        "delivered once, then terminated"
+    );
+    assert_eq!(
+        stored_results(&js, &subjects).await,
+        0,
+        "a result was stored"
+    );
+    assert!(!marker.exists(), "the stopped attempt ran");
+
+    // The attempt that replaced it runs.
+    let mut second = assignment("late", "late", json!("second"));
+    second.attempt = Attempt(2);
+    publish(&js, &subjects, &second).await;
+    wait_for_empty_tasks_stream(&js, &subjects).await;
+    let result = stored_result(&js, &subjects, "late").await;
+    match result.outcome {
+        Outcome::Succeeded { output, .. } => assert_eq!(output["input"], json!("second")),
+        Outcome::Failed { error, .. } => panic!("attempt 2 failed: {error}"),
+    }
+    assert_eq!(result.attempt, Attempt(2));
+    assert_eq!(lines(&marker), 1, "only attempt 2 ran");
+
+    stop.send(()).expect("worker running");
+    timeout(WAIT, running)
+        .await
+        .expect("worker stops")
+        .expect("no panic")
+        .expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_list_an_attempt_while_it_runs_and_not_after() {
+    let server = Nats::start().await;
+    let subjects = Subjects::new(Prefix::new("held").expect("prefix"));
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flag = dir.path().join("go");
+    let command = format!(
+        "while [ ! -e {flag} ]; do sleep 0.05; done; cat",
+        flag = flag.display()
+    );
+    let mut handlers: BTreeMap<Capability, Arc<dyn Handler>> = BTreeMap::new();
+    handlers.insert(cap("wait"), Arc::new(CommandHandler::new(command)));
+    let config = config(&server, "held", "w1");
+    let mut heartbeats = client
+        .subscribe(subjects.heartbeat(&config.id))
+        .await
+        .expect("subscribe to heartbeats");
+    let worker = Worker::connect(config, handlers).await.expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let first = next_heartbeat(&mut heartbeats).await;
+    assert!(first.attempts.is_empty(), "{:?}", first.attempts);
+
+    let mut waiting = assignment("waiting", "wait", json!("done"));
+    waiting.attempt = Attempt(3);
+    waiting.timeout_ms = 600_000;
+    publish(&js, &subjects, &waiting).await;
+    let listed = heartbeat_where(&mut heartbeats, "listing the attempt", |h| {
+        !h.attempts.is_empty()
+    })
+    .await;
+    assert_eq!(listed.attempts, vec![held("waiting", 3)]);
+    assert_eq!((listed.state, listed.in_flight), (WorkerState::Ready, 1));
+
+    std::fs::write(&flag, b"").expect("raise the flag");
+    wait_for_empty_tasks_stream(&js, &subjects).await;
+    let result = stored_result(&js, &subjects, "waiting").await;
+    match result.outcome {
+        Outcome::Succeeded { output, .. } => assert_eq!(output["input"], json!("done")),
+        Outcome::Failed { error, .. } => panic!("attempt 3 failed: {error}"),
+    }
+    assert_eq!(result.attempt, Attempt(3));
+    heartbeat_where(&mut heartbeats, "without the finished attempt", |h| {
+        h.attempts.is_empty()
+    })
+    .await;
 
     stop.send(()).expect("worker running");
     timeout(WAIT, running)
