@@ -151,9 +151,7 @@ impl Scheduler {
                 }
                 state.tasks[index].phase = Phase::Ready;
                 state.tasks[index].attempt = *attempt;
-                let key = state.ready_key(index);
-                let capability = state.plan.tasks[index].capability.clone();
-                self.ready.entry(capability).or_default().insert(key);
+                self.enqueue(run, index);
             }
             Decision::Dispatch {
                 run,
@@ -373,9 +371,7 @@ impl Scheduler {
                 task_state.attempt = *attempt;
                 task_state.first_attempt = *attempt;
                 task_state.redrives = *redrives;
-                let key = state.ready_key(index);
-                let capability = state.plan.tasks[index].capability.clone();
-                self.ready.entry(capability).or_default().insert(key);
+                self.enqueue(run, index);
             }
             Decision::TaskEscalated {
                 run,
@@ -397,15 +393,14 @@ impl Scheduler {
                     return Err(out_of_order(kind, run, task, *attempt, phase));
                 };
                 let spec = &mut state.plan.tasks[index];
-                spec.capability = capability.clone();
+                spec.capability = capability;
                 spec.retry = retry;
                 let task_state = &mut state.tasks[index];
                 task_state.rung = *rung;
                 task_state.attempt = *attempt;
                 task_state.first_attempt = *attempt;
                 task_state.phase = Phase::Ready;
-                let key = state.ready_key(index);
-                self.ready.entry(capability).or_default().insert(key);
+                self.enqueue(run, index);
             }
             Decision::TaskRestored { run, task } => {
                 let (state, index) = self.task_mut(kind, run, task)?;
@@ -524,6 +519,15 @@ impl Scheduler {
                 task: task.clone(),
             })?;
         Ok((state, index))
+    }
+
+    /// Puts a task that just became ready in its capability's queue.
+    fn enqueue(&mut self, run: &RunId, index: usize) {
+        if let Some(state) = self.runs.get(run) {
+            let key = state.ready_key(index);
+            let capability = state.plan.tasks[index].capability.clone();
+            self.ready.entry(capability).or_default().insert(key);
+        }
     }
 
     fn release(&mut self, capability: &workforce_shared::Capability) {

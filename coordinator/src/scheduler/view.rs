@@ -247,6 +247,10 @@ impl Scheduler {
             .zip(&state.tasks)
             .enumerate()
             .map(|(index, (spec, task))| {
+                // The limit that holds it back, for a task ready to run.
+                let blocked = (task.phase == Phase::Ready)
+                    .then(|| super::budget::blocking_limit(state, index))
+                    .flatten();
                 let (status, detail) = match &task.phase {
                     Phase::Waiting => {
                         let needs: Vec<String> = state
@@ -267,9 +271,8 @@ impl Scheduler {
                         TaskStatus::Queued,
                         Some(format!("held: capability {} is paused", spec.capability)),
                     ),
-                    Phase::Ready if super::budget::blocking_limit(state, index).is_some() => {
-                        let limit = super::budget::blocking_limit(state, index);
-                        let why = match limit {
+                    Phase::Ready if blocked.is_some() => {
+                        let why = match blocked {
                             Some(StopReason::TooManyAttempts { limit }) => {
                                 format!("the run's {limit} attempts are spent")
                             }
